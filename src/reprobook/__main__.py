@@ -1,0 +1,5 @@
+import sys
+
+from reprobook.cli import main
+
+sys.exit(main())

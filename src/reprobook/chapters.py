@@ -1,0 +1,111 @@
+"""Find chapter notebooks and read what each declares about itself.
+
+A chapter is ``notebooks/chNN-<slug>.md`` (MyST Markdown, Jupytext). Its front matter carries a
+``reprobook`` block: ``title``, ``profiles`` (name -> time budget in seconds) and ``metrics_keys``
+(the keys its ``metrics.json`` must hold). The runner and the tests read only this block.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+CHAPTER_PATTERN = re.compile(r"^ch\d{2}-[a-z0-9-]+$")
+
+
+def repo_root() -> Path:
+    """The checkout's top folder (``REPROBOOK_ROOT`` overrides), where ``_toc.yml`` lives."""
+    env = os.environ.get("REPROBOOK_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "_toc.yml").is_file() and (parent / "notebooks").is_dir():
+            return parent
+    return Path.cwd().resolve()
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter: its id (file stem), source path and declared metadata."""
+
+    id: str
+    source: Path
+    title: str
+    profiles: dict[str, float] = field(default_factory=dict)
+    metrics_keys: tuple[str, ...] = ()
+
+    @property
+    def executed_path(self) -> Path:
+        """Where the executed notebook goes: beside the source, where the book renders it."""
+        return self.source.with_suffix(".ipynb")
+
+    def budget(self, profile: str) -> float:
+        """Time budget of one run in ``profile``, in seconds."""
+        if profile not in self.profiles:
+            raise ValueError(
+                f"unknown profile {profile!r} for chapter {self.id}; "
+                f"choose one of: {', '.join(self.profiles)}"
+            )
+        return self.profiles[profile]
+
+
+def read_front_matter(path: Path) -> dict:
+    """The YAML front matter of a MyST Markdown notebook (empty dict if there is none)."""
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    if end < 0:
+        raise ValueError(f"{path}: front matter opened with '---' but never closed")
+    return yaml.safe_load(text[3:end]) or {}
+
+
+def load_chapter(path: Path) -> Chapter:
+    """Read one chapter's declared metadata, checking it is complete."""
+    meta = read_front_matter(path).get("reprobook")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: front matter has no 'reprobook:' block")
+    profiles = meta.get("profiles") or {}
+    if "smoke" not in profiles:
+        raise ValueError(f"{path}: 'reprobook.profiles' must declare at least 'smoke'")
+    for name, budget in profiles.items():
+        if not isinstance(budget, int | float) or budget <= 0:
+            raise ValueError(f"{path}: budget of profile {name!r} must be a positive number")
+    return Chapter(
+        id=path.stem,
+        source=path,
+        title=str(meta.get("title", path.stem)),
+        profiles={str(k): float(v) for k, v in profiles.items()},
+        metrics_keys=tuple(meta.get("metrics_keys", ())),
+    )
+
+
+@cache
+def _chapters_in(folder: Path) -> tuple[Chapter, ...]:
+    paths = sorted(p for p in folder.glob("ch*.md") if CHAPTER_PATTERN.match(p.stem))
+    return tuple(load_chapter(p) for p in paths)
+
+
+def find_chapters() -> list[Chapter]:
+    """All chapters in ``notebooks/``, in order."""
+    return list(_chapters_in(notebooks_dir()))
+
+
+def get_chapter(name: str) -> Chapter:
+    """A chapter by full id (``ch10-bayesian-oracle``) or by its number prefix (``ch10``)."""
+    chapters = find_chapters()
+    matches = [c for c in chapters if c.id == name or c.id.split("-")[0] == name]
+    if len(matches) != 1:
+        known = ", ".join(c.id for c in chapters) or "(none found)"
+        raise ValueError(f"unknown chapter {name!r}; known chapters: {known}")
+    return matches[0]

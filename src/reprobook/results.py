@@ -1,0 +1,220 @@
+"""Run artefacts: ``metrics.json``, figures and ``provenance.json``, written atomically.
+
+A run writes everything into a temporary folder beside its destination and renames it into
+place only when complete, so a crashed or interrupted run never leaves half an artefact and
+never replaces the last good one. ``load_results`` reads committed artefacts back and says
+when they are missing or older than the library code in ``src/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from reprobook.chapters import CHAPTER_PATTERN, repo_root
+from reprobook.runtime import describe_device
+
+TRACKED_PACKAGES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "papermill", "jupytext")
+
+
+def results_root() -> Path:
+    """Where runs write: ``REPROBOOK_RESULTS_DIR`` if set (tests use a temp dir), else results/."""
+    env = os.environ.get("REPROBOOK_RESULTS_DIR")
+    return Path(env).resolve() if env else repo_root() / "results"
+
+
+def committed_results_root() -> Path:
+    """Where the committed full-run artefacts live, whatever a run writes to."""
+    return repo_root() / "results"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=repo_root(), capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    """The commit the code ran at, and whether ``src/`` or ``notebooks/`` had uncommitted edits."""
+    sha = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--", "src", "notebooks")
+    return {"git_sha": sha, "git_dirty": bool(dirty) if dirty is not None else None}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    from reprobook import __version__
+
+    versions["reprobook"] = __version__
+    return versions
+
+
+def _check_finite(obj: Any, where: str = "metrics") -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"{where} is not finite ({obj}); refusing to save it")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where} has a non-string key {k!r}")
+            _check_finite(v, f"{where}[{k!r}]")
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{where}[{i}]")
+    elif not isinstance(obj, str | int | float | bool | type(None)):
+        raise ValueError(f"{where} holds a {type(obj).__name__}, which JSON cannot store")
+
+
+@dataclass
+class Run:
+    """One execution of a chapter in one profile; ``save`` writes its artefacts atomically."""
+
+    chapter: str
+    profile: str
+    parameters: dict[str, Any]
+    root: Path
+    device: str = "cpu"
+    started: float = field(default_factory=time.time)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root / self.chapter / self.profile
+
+    def save(
+        self,
+        metrics: dict[str, Any],
+        figures: dict[str, Any] | None = None,
+        files: dict[str, str | bytes] | None = None,
+    ) -> Path:
+        """Write metrics, figures (matplotlib, saved as PNG) and extra files; return the folder."""
+        _check_finite(metrics)
+        for name in [*(figures or {}), *(files or {})]:
+            if "/" in name or name.startswith(".") or name in ("metrics.json", "provenance.json"):
+                raise ValueError(f"artefact name {name!r} must be a plain file name")
+        finished = time.time()
+        provenance = {
+            "chapter": self.chapter,
+            "profile": self.profile,
+            "parameters": self.parameters,
+            "command": os.environ.get("REPROBOOK_COMMAND", f"interactive ({sys.argv[0]})"),
+            **git_state(),
+            "versions": package_versions(),
+            "device": describe_device(self.device),
+            "started_utc": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds"),
+            "finished_utc": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),
+            "wall_time_s": round(finished - self.started, 2),
+        }
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir.parent / f".tmp-{self.profile}-{os.getpid()}"
+        old = self.out_dir.parent / f".old-{self.profile}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+            for name, fig in (figures or {}).items():
+                fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+            for name, content in (files or {}).items():
+                mode = "wb" if isinstance(content, bytes) else "w"
+                with open(tmp / name, mode) as fh:
+                    fh.write(content)
+            if self.out_dir.exists():
+                self.out_dir.rename(old)
+            tmp.rename(self.out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not self.out_dir.exists():
+                old.rename(self.out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return self.out_dir
+
+
+def start_run(chapter: str, profile: str, parameters: dict[str, Any], device: str = "cpu") -> Run:
+    """Begin timing a run; checks up front that its results folder can be written."""
+    if not CHAPTER_PATTERN.match(chapter):
+        raise ValueError(f"chapter id {chapter!r} is not of the form chNN-<slug>")
+    root = results_root()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"results directory {root} exists and is not a directory")
+    try:
+        (root / chapter).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"results directory {root} is not writable: {err}") from err
+    if not os.access(root / chapter, os.W_OK):
+        raise ValueError(f"results directory {root / chapter} is not writable")
+    return Run(chapter, profile, dict(parameters), root, device)
+
+
+@dataclass
+class LoadedResults:
+    """Artefacts read back: ``status`` is 'ok', 'stale' or 'missing'; ``message`` says why."""
+
+    path: Path
+    status: str
+    message: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return self.status != "missing"
+
+
+def _src_changed_since(sha: str) -> list[str] | None:
+    if _git("cat-file", "-e", f"{sha}^{{commit}}") is None:
+        return None
+    committed = _git("diff", "--name-only", sha, "HEAD", "--", "src")
+    uncommitted = _git("status", "--porcelain", "--", "src")
+    if committed is None or uncommitted is None:
+        return None
+    changed = set(committed.split()) | {ln[3:] for ln in uncommitted.splitlines() if ln}
+    return sorted(c for c in changed if c)
+
+
+def load_results(chapter: str, profile: str = "full", root: Path | None = None) -> LoadedResults:
+    """Read ``results/<chapter>/<profile>/`` and judge whether it is current."""
+    path = (root or committed_results_root()) / chapter / profile
+    metrics_file, prov_file = path / "metrics.json", path / "provenance.json"
+    if not metrics_file.is_file() or not prov_file.is_file():
+        return LoadedResults(
+            path,
+            "missing",
+            f"No {profile} artefacts at {path}: run `make run CH={chapter} "
+            f"PARAMS='-p profile {profile}'` to make them.",
+        )
+    metrics = json.loads(metrics_file.read_text())
+    provenance = json.loads(prov_file.read_text())
+    sha = provenance.get("git_sha")
+    made = f"made {provenance.get('finished_utc', '?')} at commit {str(sha)[:10]}"
+    if provenance.get("git_dirty"):
+        made += " (with uncommitted edits)"
+    changed = _src_changed_since(sha) if sha else None
+    if changed is None:
+        status, message = "ok", f"Artefacts {made}; could not compare with src/ (no git history)."
+    elif changed:
+        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        status = "stale"
+        message = f"Artefacts {made}; src/ has changed since ({shown}): they may be out of date."
+    else:
+        status, message = "ok", f"Artefacts {made}; src/ unchanged since."
+    return LoadedResults(path, status, message, metrics, provenance)

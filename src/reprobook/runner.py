@@ -1,0 +1,231 @@
+"""Execute a chapter: MyST notebook -> jupytext -> papermill, under a time budget for the whole run.
+
+Papermill's own timeout applies per cell; here the whole run (papermill and its kernel) is killed
+once it exceeds the chapter's budget. The executed notebook is written where the book renders it
+(``notebooks/<chapter>.ipynb``); a failing run leaves it there with the traceback.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import nbformat
+import psutil
+import yaml
+
+from reprobook.chapters import Chapter, repo_root
+
+KERNEL = "python3"
+
+
+class ChapterRunError(RuntimeError):
+    """A chapter's notebook raised, or ran past its time budget."""
+
+
+@dataclass
+class RunRecord:
+    chapter: str
+    profile: str
+    parameters: dict[str, Any]
+    ok: bool
+    wall_time_s: float
+    budget_s: float
+    executed_notebook: str
+    finished_utc: str
+    reason: str = ""
+
+
+def runs_log_path() -> Path:
+    return repo_root() / "_build" / "reprobook-runs.json"
+
+
+def parse_value(text: str) -> Any:
+    """A command-line parameter value: int, float, True/False/None, else the string itself."""
+    words = {"True": True, "true": True, "False": False, "false": False, "None": None}
+    if text in words:
+        return words[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_notebook(chapter: Chapter) -> nbformat.NotebookNode:
+    nb = jupytext.read(chapter.source)
+    nb.metadata.setdefault(
+        "kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    )
+    return nb
+
+
+def parameter_defaults(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """The names and literal values of the cell tagged ``parameters`` (literals only)."""
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(
+            f"a chapter needs exactly one cell tagged 'parameters', found {len(cells)}"
+        )
+    defaults = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            raise ValueError("the parameters cell may hold only simple assignments of literals")
+        target = node.targets[0]
+        if not isinstance(target, ast.Name):
+            raise ValueError("the parameters cell may assign only plain names")
+        try:
+            defaults[target.id] = ast.literal_eval(node.value)
+        except ValueError as err:
+            raise ValueError(f"parameter {target.id!r} is not a literal") from err
+    return defaults
+
+
+def validate_parameters(chapter: Chapter, defaults: dict[str, Any], params: dict[str, Any]) -> None:
+    """Refuse unknown names, unknown profiles and values of the wrong type before anything runs."""
+    for name, value in params.items():
+        if name not in defaults:
+            raise ValueError(
+                f"unknown parameter {name!r} for {chapter.id}; parameters: {', '.join(defaults)}"
+            )
+        default = defaults[name]
+        if default is None or value is None:
+            continue
+        numeric = isinstance(default, float) and isinstance(value, int | float)
+        if not numeric and type(value) is not type(default):
+            raise ValueError(
+                f"parameter {name} must be {type(default).__name__} like its default "
+                f"{default!r}, got {value!r}"
+            )
+    chapter.budget(params.get("profile", defaults.get("profile", "smoke")))
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [*parent.children(recursive=True), parent]
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+def _note_timeout(path: Path, fallback: nbformat.NotebookNode, budget: float) -> None:
+    nb = nbformat.read(path, as_version=4) if path.is_file() else fallback
+    nb.cells.append(
+        nbformat.v4.new_markdown_cell(
+            f"**This run was stopped: it exceeded its time budget of {budget:.0f} s.** "
+            "Outputs above are from the cells that finished; no results were saved."
+        )
+    )
+    nbformat.write(nb, path)
+
+
+def _record(record: RunRecord) -> None:
+    path = runs_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    runs.append(asdict(record))
+    path.write_text(json.dumps(runs[-500:], indent=1))
+
+
+def last_runs() -> dict[tuple[str, str], dict[str, Any]]:
+    """The latest recorded run of each (chapter, profile)."""
+    path = runs_log_path()
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    return {(r["chapter"], r["profile"]): r for r in runs}
+
+
+def run_chapter(
+    chapter: Chapter,
+    params: dict[str, Any] | None = None,
+    budget_s: float | None = None,
+    results_dir: Path | None = None,
+    output: Path | None = None,
+    quiet: bool = False,
+) -> RunRecord:
+    """Execute ``chapter`` with ``params``; raise ``ChapterRunError`` if it fails or overruns."""
+    params = dict(params or {})
+    nb = read_notebook(chapter)
+    defaults = parameter_defaults(nb)
+    validate_parameters(chapter, defaults, params)
+    profile = params.get("profile", defaults.get("profile", "smoke"))
+    budget = chapter.budget(profile) if budget_s is None else float(budget_s)
+    if budget <= 0:
+        raise ValueError(f"time budget must be positive, got {budget} s")
+    output = Path(output) if output else chapter.executed_path
+    work = repo_root() / "_build" / ".run"
+    work.mkdir(parents=True, exist_ok=True)
+    source_nb = work / f"{chapter.id}.source.ipynb"
+    params_file = work / f"{chapter.id}.params.yaml"
+    nbformat.write(nb, source_nb)
+    params_file.write_text(yaml.safe_dump(params))
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    env = dict(os.environ)
+    cli_params = [a for k, v in params.items() for a in ("-p", k, str(v))]
+    env["REPROBOOK_COMMAND"] = shlex.join(
+        ["python", "-m", "reprobook", "run", chapter.id, *cli_params]
+    )
+    env.setdefault("PYTHONHASHSEED", "0")
+    if results_dir is not None:
+        env["REPROBOOK_RESULTS_DIR"] = str(Path(results_dir).resolve())
+    cmd = [
+        sys.executable, "-m", "papermill", str(source_nb), str(output),
+        "-f", str(params_file), "-k", KERNEL, "--cwd", str(chapter.source.parent),
+        "--progress-bar" if (sys.stderr.isatty() and not quiet) else "--no-progress-bar",
+    ]  # fmt: skip
+    if not quiet:
+        shown = " ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+        print(f"[reprobook] {chapter.id} ({profile}, {shown}), budget {budget:.0f} s", flush=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        log, _ = proc.communicate(timeout=budget)
+        reason = "" if proc.returncode == 0 else f"papermill exited {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        log, _ = proc.communicate()
+        _note_timeout(output, nb, budget)
+        reason = f"exceeded its time budget of {budget:.0f} s and was killed"
+    wall = time.monotonic() - start
+    record = RunRecord(
+        chapter=chapter.id,
+        profile=profile,
+        parameters=params,
+        ok=not reason,
+        wall_time_s=round(wall, 2),
+        budget_s=budget,
+        executed_notebook=str(output),
+        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        reason=reason,
+    )
+    _record(record)
+    if reason:
+        tail = "\n".join((log or "").strip().splitlines()[-25:])
+        raise ChapterRunError(
+            f"{chapter.id} failed: {reason} after {wall:.1f} s. "
+            f"Executed notebook with the traceback: {output}\n{tail}"
+        )
+    if not quiet:
+        print(f"[reprobook] {chapter.id} done in {wall:.1f} s -> {output}", flush=True)
+    return record
