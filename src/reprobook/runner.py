@@ -52,10 +52,12 @@ def runs_log_path() -> Path:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line parameter value: int, float, True/False/None, else the string itself."""
+    """A command-line value: int, float, True/False/None, [list] or {map} (YAML), else text."""
     words = {"True": True, "true": True, "False": False, "false": False, "None": None}
     if text in words:
         return words[text]
+    if text[:1] in "[{":
+        return yaml.safe_load(text)
     for kind in (int, float):
         try:
             return kind(text)

@@ -49,14 +49,22 @@ class EpisodeOutcomes:
     stopped: np.ndarray  # every arm was rejected, so the agent stopped (no harm)
     steps: np.ndarray
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, episode_length: int = 25) -> dict[str, float]:
+        """Means with 2·SEM, plus deaths per action taken and deaths on the episode's last step.
+
+        ``deaths_per_action`` (deaths / actions taken) compares guardrails that act for different
+        numbers of steps; ``deaths_on_last_step`` is what the official code leaves uncounted.
+        """
         reward, reward_err = mean_and_2sem(self.total_reward)
         deaths, deaths_err = mean_and_2sem(self.died.astype(float))
+        actions = max(int(self.steps.sum()), 1)
         return {
             "reward": reward,
             "reward_2sem": reward_err,
             "deaths": deaths,
             "deaths_2sem": deaths_err,
+            "deaths_per_action": float(self.died.sum() / actions),
+            "deaths_on_last_step": float((self.died & (self.steps == episode_length)).mean()),
             "stopped": float(self.stopped.mean()),
             "steps": float(self.steps.mean()),
         }
@@ -159,14 +167,20 @@ class OverestimationResult:
     alphas: list[float]
     frequency: np.ndarray  # [n_alphas, E]
     truth_kept: np.ndarray  # [n_alphas, E]: 1 if tau_true stayed in M_alpha at every step
+    always_over: np.ndarray  # [n_alphas, E]: 1 if the estimate was >= the true harm at every step
     fifty_fifty_estimate: np.ndarray  # [n_alphas], mean estimate for arms whose true harm is 1/2
     fifty_fifty_count: int
 
     def summary(self, n_hypotheses: int) -> list[dict[str, float]]:
-        """Per alpha: mean frequency, its 2·SEM and SE, and the guarantee max(0, 1 - H·alpha)."""
+        """Per alpha: mean frequency (2·SEM, SE), all-steps rates, guarantee max(0, 1 - H·alpha).
+
+        The guarantee bounds the probability that tau_true stays in M_alpha at *every* step, hence
+        also the all-steps overestimation rate and the per-step frequency.
+        """
         rows = []
         for i, alpha in enumerate(self.alphas):
             mean, err = mean_and_2sem(self.frequency[i])
+            always, always_err = mean_and_2sem(self.always_over[i])
             rows.append(
                 {
                     "alpha": alpha,
@@ -174,6 +188,8 @@ class OverestimationResult:
                     "frequency_2sem": err,
                     "frequency_se": err / 2,
                     "truth_kept": float(self.truth_kept[i].mean()),
+                    "always_over": always,
+                    "always_over_se": always_err / 2,
                     "guarantee": max(0.0, 1.0 - n_hypotheses * alpha),
                     "fifty_fifty_estimate": float(self.fifty_fifty_estimate[i]),
                 }
@@ -206,6 +222,7 @@ def run_overestimation(
     gen = torch.Generator().manual_seed(seed)
     hits = torch.zeros(len(alphas), n_episodes)
     kept = torch.ones(len(alphas), n_episodes, dtype=torch.bool)
+    always = torch.ones(len(alphas), n_episodes, dtype=torch.bool)
     fifty_sum = torch.zeros(len(alphas))
     fifty_count = 0
     for start in range(0, n_episodes, chunk):
@@ -221,9 +238,9 @@ def run_overestimation(
             masks = m_alpha_masks(log_post, alphas)
             for i, mask in enumerate(masks):
                 estimate = non_iid_from_mask(tables, mask)  # [E, A]
-                hits[i, start : start + n] += (
-                    estimate[rows, action] >= true_log_harm[rows, action]
-                ).float()
+                over = estimate[rows, action] >= true_log_harm[rows, action]
+                hits[i, start : start + n] += over.float()
+                always[i, start : start + n] &= over
                 kept[i, start : start + n] &= mask[rows, bandits.true_index]
                 fifty_sum[i] += estimate.exp()[on_threshold].sum()
             fifty_count += int(on_threshold.sum())
@@ -236,6 +253,7 @@ def run_overestimation(
         alphas=list(alphas),
         frequency=(hits / episode_length).numpy(),
         truth_kept=kept.numpy().astype(float),
+        always_over=always.numpy().astype(float),
         fifty_fifty_estimate=(fifty_sum / max(fifty_count, 1)).numpy(),
         fifty_fifty_count=fifty_count,
     )

@@ -1,0 +1,87 @@
+"""The chapter's figures, drawn from the metrics dictionaries (so committed artefacts re-plot)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+
+from reprobook.plotting import band_hline, colors, errorbar_line
+from reprobook.safety.study import ALPHA_FREE, alpha_key, c_key
+
+LABELS = {
+    "none": "none",
+    "cheating": "cheating (true harm)",
+    "posterior": "posterior predictive",
+    "iid": "i.i.d. bound",
+    "non-iid": "non-i.i.d. bound",
+}
+
+
+def plot_guardrail_grid(
+    grid: dict, harm_thresholds: Sequence[float], alphas: Sequence[float]
+) -> plt.Figure:
+    """Figure 1 analogue: reward (top) and death rate (bottom) against alpha, one column per C.
+
+    The non-i.i.d. guardrail is a line over alpha; the alpha-free guardrails are horizontal lines.
+    Bands are ±2·SEM.
+    """
+    palette = dict(zip(LABELS, colors(len(LABELS)), strict=True))
+    fig, axes = plt.subplots(2, len(harm_thresholds), figsize=(4.2 * len(harm_thresholds), 6.4),
+                             squeeze=False, sharex=True)  # fmt: skip
+    for col, c in enumerate(harm_thresholds):
+        row = grid[c_key(c)]
+        for r, (metric, label) in enumerate((("reward", "mean episode reward"),
+                                              ("deaths", "death rate"))):  # fmt: skip
+            ax = axes[r, col]
+            band_hline(ax, grid["none"][metric], grid["none"][f"{metric}_2sem"], LABELS["none"],
+                       color=palette["none"], style=":")  # fmt: skip
+            for g in ALPHA_FREE:
+                band_hline(
+                    ax, row[g][metric], row[g][f"{metric}_2sem"], LABELS[g], color=palette[g]
+                )
+            means = [row["non-iid"][alpha_key(a)][metric] for a in alphas]
+            errs = [row["non-iid"][alpha_key(a)][f"{metric}_2sem"] for a in alphas]
+            errorbar_line(ax, alphas, means, errs, LABELS["non-iid"], color=palette["non-iid"])
+            ax.set_xscale("log")
+            ax.set_ylabel(label)
+            if r == 0:
+                ax.set_title(f"guardrail threshold C = {c:g}")
+            else:
+                ax.set_xlabel(r"$\alpha$ (non-i.i.d. bound)")
+    axes[0, -1].legend(loc="best")
+    return fig
+
+
+def plot_overestimation(study: dict, n_hypotheses: int) -> plt.Figure:
+    """Figure 2 analogue plus the negative control, against alpha, one line per prior.
+
+    Left: per-step frequency with which the non-i.i.d. estimate >= the true harm (the paper's
+    metric). Middle: share of episodes where it held at every step (the theorem's event).
+    Right: mean estimate for arms whose true harm is exactly 1/2. Dashed: 1 - alpha / P(tau_true).
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    palette = colors(len(study))
+    for color, (prior, rows) in zip(palette, study.items(), strict=True):
+        alphas = [r["alpha"] for r in rows]
+        errorbar_line(axes[0], alphas, [r["frequency"] for r in rows],
+                      [r["frequency_2sem"] for r in rows], f"{prior} prior", color)  # fmt: skip
+        errorbar_line(axes[1], alphas, [r["always_over"] for r in rows],
+                      [2 * r["always_over_se"] for r in rows], f"{prior} prior", color)  # fmt: skip
+        axes[2].plot(alphas, [r["fifty_fifty_estimate"] for r in rows], marker="o",
+                     label=f"{prior} prior", color=color)  # fmt: skip
+    theory_alphas = [r["alpha"] for r in next(iter(study.values()))]
+    bound = [max(0.0, 1 - n_hypotheses * a) for a in theory_alphas]
+    for ax in axes[:2]:
+        ax.plot(theory_alphas, bound, "k--", label=r"guarantee $1-\alpha/P(\tau_{true})$")
+        ax.set_ylim(-0.02, 1.02)
+    axes[2].axhline(0.5, color="k", linestyle="--", label="true harm 0.5")
+    axes[0].set_ylabel("per-step overestimation frequency")
+    axes[1].set_ylabel("episodes overestimated at every step")
+    axes[2].set_ylabel("estimate for arms with true harm 1/2")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$\alpha$")
+    axes[0].legend(loc="lower left")
+    axes[2].legend(loc="best")
+    return fig

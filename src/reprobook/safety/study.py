@@ -1,0 +1,257 @@
+"""The chapter's two studies as functions of a config, returning JSON-ready metrics.
+
+``guardrail_grid`` is the Figure 1 grid (every guardrail, every C, every alpha, pooled over
+seeds); ``overestimation_study`` is Figure 2 and the negative control (every alpha, several
+priors). Both use the same bandits for every configuration of a seed (common random numbers),
+so differences between guardrails are not differences between the worlds they met.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.std import tqdm  # plain text bars: no ipywidgets needed in the book
+
+from reprobook.safety.bandit import BanditSpec, all_hypotheses
+from reprobook.safety.experiments import (
+    EpisodeOutcomes,
+    OverestimationResult,
+    run_guarded_episodes,
+    run_overestimation,
+)
+
+ALPHA_FREE = ("cheating", "posterior", "iid")
+
+
+def c_key(harm_threshold: float) -> str:
+    return f"C={harm_threshold:g}"
+
+
+def alpha_key(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+def _pool(outcomes: Sequence[EpisodeOutcomes]) -> EpisodeOutcomes:
+    return EpisodeOutcomes(
+        *(
+            np.concatenate([getattr(o, f) for o in outcomes])
+            for f in EpisodeOutcomes.__annotations__
+        )
+    )
+
+
+def guardrail_grid(
+    spec: BanditSpec,
+    threshold: float,
+    harm_thresholds: Sequence[float],
+    alphas: Sequence[float],
+    n_episodes: int,
+    seeds: Sequence[int],
+    beta: float = 0.5,
+    episode_length: int = 25,
+    progress: bool = True,
+) -> tuple[dict, dict]:
+    """Run every guardrail on every (C, alpha) cell for each seed; pool the episodes over seeds.
+
+    Returns ``(metrics, timing)``: metrics[``none``] and metrics[``C=…``][guardrail] (for
+    ``non-iid``: [alpha]) hold ``EpisodeOutcomes.summary()``; timing has steps and seconds.
+    """
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    hypotheses = all_hypotheses(spec)
+    cells = [("none", None, None)]
+    cells += [(g, c, None) for c in harm_thresholds for g in ALPHA_FREE]
+    cells += [("non-iid", c, a) for c in harm_thresholds for a in alphas]
+    pooled: dict[tuple, list[EpisodeOutcomes]] = {cell: [] for cell in cells}
+    started, steps = time.perf_counter(), 0
+    bar = tqdm(total=len(cells) * len(seeds), desc="guarded runs", disable=not progress)
+    for seed in seeds:
+        for number, (guardrail, c, alpha) in enumerate(cells):
+            outcome = run_guarded_episodes(
+                spec, hypotheses, threshold, guardrail, n_episodes,
+                bandit_seed=seed, noise_seed=seed * 100_003 + number + 1,
+                harm_threshold=c, alpha=alpha, beta=beta, episode_length=episode_length,
+            )  # fmt: skip
+            pooled[(guardrail, c, alpha)].append(outcome)
+            steps += int(outcome.steps.sum())
+            bar.update()
+    bar.close()
+    seconds = time.perf_counter() - started
+    metrics: dict = {"none": _pool(pooled[("none", None, None)]).summary(episode_length)}
+    for c in harm_thresholds:
+        row: dict = {g: _pool(pooled[(g, c, None)]).summary(episode_length) for g in ALPHA_FREE}
+        row["non-iid"] = {
+            alpha_key(a): _pool(pooled[("non-iid", c, a)]).summary(episode_length) for a in alphas
+        }
+        metrics[c_key(c)] = row
+    return metrics, {"episode_steps": steps, "seconds": seconds}
+
+
+def overestimation_study(
+    spec: BanditSpec,
+    threshold: float,
+    alphas: Sequence[float],
+    n_episodes: int,
+    seeds: Sequence[int],
+    priors: Sequence[str] = ("correct", "truth-excluded", "optimistic"),
+    episode_length: int = 25,
+    progress: bool = True,
+) -> dict[str, list[dict[str, float]]]:
+    """Figure 2 and the negative control: per prior, one row of overestimation rates per alpha.
+
+    Every prior sees the same bandits and rewards for a given seed (the uniform agent's actions
+    do not depend on beliefs), so the priors are compared on identical data.
+    """
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    hypotheses = all_hypotheses(spec)
+    out = {}
+    bar = tqdm(total=len(priors) * len(seeds), desc="tightness runs", disable=not progress)
+    for prior in priors:
+        runs: list[OverestimationResult] = []
+        for seed in seeds:
+            runs.append(
+                run_overestimation(
+                    spec,
+                    hypotheses,
+                    threshold,
+                    list(alphas),
+                    n_episodes,
+                    seed=seed,
+                    episode_length=episode_length,
+                    prior=prior,
+                )  # fmt: skip
+            )
+            bar.update()
+        counts = np.array([r.fifty_fifty_count for r in runs], dtype=float)
+        pooled = OverestimationResult(
+            alphas=list(alphas),
+            frequency=np.concatenate([r.frequency for r in runs], axis=1),
+            truth_kept=np.concatenate([r.truth_kept for r in runs], axis=1),
+            always_over=np.concatenate([r.always_over for r in runs], axis=1),
+            fifty_fifty_estimate=np.average(
+                [r.fifty_fifty_estimate for r in runs], axis=0, weights=np.maximum(counts, 1e-12)
+            ),
+            fifty_fifty_count=int(counts.sum()),
+        )
+        out[prior] = pooled.summary(spec.n_hypotheses)
+    bar.close()
+    return out
+
+
+def _c_values(grid: dict) -> list[float]:
+    return sorted(float(k[2:]) for k in grid if k.startswith("C="))
+
+
+def _series(grid: dict, c: float) -> dict[str, dict]:
+    """Every guarded configuration at threshold C, by a readable name."""
+    row = grid[c_key(c)]
+    out = {g: row[g] for g in ALPHA_FREE}
+    out.update({f"non-iid alpha={a}": s for a, s in row["non-iid"].items()})
+    return out
+
+
+def check_claims(metrics: dict) -> dict[str, bool]:
+    """The chapter's qualitative claims, each computed from the metrics.
+
+    - ``none_most_deaths``: with no guardrail the death rate is the highest of all, at every C.
+    - ``cheating_safer_per_action``: per action taken, the cheating guardrail (true harm) kills
+      no more often than the posterior-predictive one, at every C.
+    - ``cheating_fewer_deaths_per_episode``: the same per episode (reported, not asserted: the
+      posterior guardrail can avoid harm by refusing to act at all).
+    - ``deaths_fall_with_c`` (only with several C): no guardrail's death rate rises
+      significantly (beyond the two 2·SEM bars) when C falls.
+    - ``bound_holds``: with the correct prior, the per-step overestimation frequency is at least
+      max(0, 1 - 1024·alpha) - 3 SE at every alpha; ``bound_holds_all_steps``: the same for the
+      share of episodes overestimated at every step (the theorem's event).
+    - ``wrong_prior_breaks_bound``: with the optimistic wrong prior, at some alpha the share of
+      episodes overestimated at every step falls more than 3 SE below the guarantee.
+    """
+    grid, study = metrics["guarded"], metrics["overestimation"]
+    cs = _c_values(grid)
+    claims = {
+        "none_most_deaths": all(
+            grid["none"]["deaths"] > max(s["deaths"] for s in _series(grid, c).values()) for c in cs
+        ),
+        "cheating_safer_per_action": all(
+            grid[c_key(c)]["cheating"]["deaths_per_action"]
+            <= grid[c_key(c)]["posterior"]["deaths_per_action"]
+            for c in cs
+        ),
+        "cheating_fewer_deaths_per_episode": all(
+            grid[c_key(c)]["cheating"]["deaths"] <= grid[c_key(c)]["posterior"]["deaths"]
+            for c in cs
+        ),
+    }
+    if len(cs) > 1:
+        claims["deaths_fall_with_c"] = all(
+            low[name]["deaths"]
+            <= high[name]["deaths"] + low[name]["deaths_2sem"] + high[name]["deaths_2sem"]
+            for small, large in zip(cs[:-1], cs[1:], strict=True)
+            for low, high in [(_series(grid, small), _series(grid, large))]
+            for name in low
+        )
+    correct = study["correct"]
+    claims["bound_holds"] = all(
+        r["frequency"] >= r["guarantee"] - 3 * r["frequency_se"] for r in correct
+    )
+    claims["bound_holds_all_steps"] = all(
+        r["always_over"] >= r["guarantee"] - 3 * r["always_over_se"] for r in correct
+    )
+    claims["wrong_prior_breaks_bound"] = any(
+        r["always_over"] < r["guarantee"] - 3 * r["always_over_se"] for r in study["optimistic"]
+    )
+    return claims
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2g} %" if x < 0.1 else f"{100 * x:.0f} %"
+
+
+def miniature_findings(metrics: dict) -> dict[str, str]:
+    """What this book's run found, in words, keyed by the ids of the chapter's anchors."""
+    grid, study = metrics["guarded"], metrics["overestimation"]
+    cs = _c_values(grid)
+    n_ep, n_seeds = metrics["n_episodes"], metrics["n_seeds"]
+    findings = {
+        "setting": f"same set-up; {n_ep:,} episodes × {n_seeds} seed(s) per configuration",
+        "threshold": f"{metrics['threshold']:g}, drawn the same way",
+    }
+    worst = max(max(s["deaths"] for s in _series(grid, c).values()) for c in cs)
+    findings["none_most_deaths"] = (
+        f"none: {_pct(grid['none']['deaths'])} deaths; the most of any guardrail at any C is "
+        f"{_pct(worst)}"
+    )
+    post = [grid[c_key(c)]["posterior"] for c in cs]
+    findings["tradeoff"] = "posterior guardrail, C = " + ", ".join(f"{c:g}" for c in cs) + (
+        ": deaths " + " / ".join(_pct(p["deaths"]) for p in post)
+        + ", reward " + " / ".join(f"{p['reward']:.1f}" for p in post)
+    )  # fmt: skip
+    parts = []
+    for c in cs:
+        ch, po = grid[c_key(c)]["cheating"], grid[c_key(c)]["posterior"]
+        parts.append(
+            f"C={c:g}: per episode {_pct(ch['deaths'])} vs {_pct(po['deaths'])}, per action "
+            f"{ch['deaths_per_action']:.2g} vs {po['deaths_per_action']:.2g} "
+            f"(posterior stops {_pct(po['stopped'])} of episodes)"
+        )
+    findings["cheating_vs_posterior"] = "cheating vs posterior: " + "; ".join(parts)
+    correct = study["correct"]
+    margin = min(r["frequency"] - r["guarantee"] for r in correct)
+    findings["overestimation_bound"] = (
+        f"holds at all {len(correct)} alphas (smallest margin {margin:+.3f}); e.g. alpha="
+        f"{correct[0]['alpha']:g}: {correct[0]['frequency']:.4f} vs {correct[0]['guarantee']:.4f}"
+    )
+    findings["fifty_fifty"] = (
+        f"{correct[0]['fifty_fifty_estimate']:.2f} at alpha={correct[0]['alpha']:g}, "
+        f"{correct[-1]['fifty_fifty_estimate']:.2f} at alpha={correct[-1]['alpha']:g}"
+    )
+    opt, excl = study["optimistic"][0], study["truth-excluded"][0]
+    findings["prior_assumption"] = (
+        f"optimistic wrong prior, alpha={opt['alpha']:g}: every-step overestimation "
+        f"{opt['always_over']:.3f} vs guarantee {opt['guarantee']:.3f} (broken); truth excluded "
+        f"only: truth never in M_alpha, yet {excl['always_over']:.3f} (holds by luck)"
+    )
+    return findings
