@@ -48,6 +48,8 @@ def load_anchors(chapter: str, path: Path | None = None) -> dict[str, Anchor]:
             raise ValueError(f"{path}: anchor #{i} lacks {', '.join(missing)}")
         if entry["tag"] not in ("P", "S"):
             raise ValueError(f"{path}: anchor {entry['id']!r} has tag {entry['tag']!r}; use P or S")
+        if not isinstance(entry["verified"], bool):
+            raise ValueError(f"{path}: anchor {entry['id']!r}: verified must be true or false")
         if entry["id"] in anchors:
             raise ValueError(f"{path}: anchor id {entry['id']!r} appears twice")
         anchors[entry["id"]] = Anchor(**{k: entry[k] for k in REQUIRED})

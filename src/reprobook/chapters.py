@@ -76,10 +76,12 @@ def load_chapter(path: Path) -> Chapter:
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: front matter has no 'reprobook:' block")
     profiles = meta.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise ValueError(f"{path}: 'reprobook.profiles' must map profile names to budgets (s)")
     if "smoke" not in profiles:
         raise ValueError(f"{path}: 'reprobook.profiles' must declare at least 'smoke'")
     for name, budget in profiles.items():
-        if not isinstance(budget, int | float) or budget <= 0:
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
             raise ValueError(f"{path}: budget of profile {name!r} must be a positive number")
     return Chapter(
         id=path.stem,

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reprobook.chapters import CHAPTER_PATTERN, repo_root
 from reprobook.runtime import describe_device
 
@@ -46,14 +48,17 @@ def _git(*args: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
 
 
 def git_state() -> dict[str, Any]:
     """The commit the code ran at, and whether ``src/`` or ``notebooks/`` had uncommitted edits."""
     sha = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--", "src", "notebooks")
-    return {"git_sha": sha, "git_dirty": bool(dirty) if dirty is not None else None}
+    return {
+        "git_sha": sha.strip() if sha else None,
+        "git_dirty": bool(dirty.strip()) if dirty is not None else None,
+    }
 
 
 def package_versions() -> dict[str, str]:
@@ -67,6 +72,19 @@ def package_versions() -> dict[str, str]:
 
     versions["reprobook"] = __version__
     return versions
+
+
+def _to_json(obj: Any) -> Any:
+    """numpy scalars and arrays as plain Python values, so chapters need not cast them."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {k: _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_json(v) for v in obj]
+    return obj
 
 
 def _check_finite(obj: Any, where: str = "metrics") -> None:
@@ -106,6 +124,7 @@ class Run:
         files: dict[str, str | bytes] | None = None,
     ) -> Path:
         """Write metrics, figures (matplotlib, saved as PNG) and extra files; return the folder."""
+        metrics = _to_json(metrics)
         _check_finite(metrics)
         for name in [*(figures or {}), *(files or {})]:
             if "/" in name or name.startswith(".") or name in ("metrics.json", "provenance.json"):
@@ -187,7 +206,7 @@ def _src_changed_since(sha: str) -> list[str] | None:
     uncommitted = _git("status", "--porcelain", "--", "src")
     if committed is None or uncommitted is None:
         return None
-    changed = set(committed.split()) | {ln[3:] for ln in uncommitted.splitlines() if ln}
+    changed = set(committed.split()) | {ln[3:] for ln in uncommitted.splitlines() if ln.strip()}
     return sorted(c for c in changed if c)
 
 

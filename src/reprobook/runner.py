@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -56,8 +58,11 @@ def parse_value(text: str) -> Any:
     words = {"True": True, "true": True, "False": False, "false": False, "None": None}
     if text in words:
         return words[text]
-    if text[:1] in "[{":
-        return yaml.safe_load(text)
+    if text and text[0] in "[{":
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"cannot read {text!r} as a list or mapping: {err}") from err
     for kind in (int, float):
         try:
             return kind(text)
@@ -105,7 +110,11 @@ def validate_parameters(chapter: Chapter, defaults: dict[str, Any], params: dict
         default = defaults[name]
         if default is None or value is None:
             continue
-        numeric = isinstance(default, float) and isinstance(value, int | float)
+        numeric = (
+            isinstance(default, float)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        )
         if not numeric and type(value) is not type(default):
             raise ValueError(
                 f"parameter {name} must be {type(default).__name__} like its default "
@@ -129,15 +138,30 @@ def _kill_tree(pid: int) -> None:
             proc.kill()
 
 
-def _note_timeout(path: Path, fallback: nbformat.NotebookNode, budget: float) -> None:
-    nb = nbformat.read(path, as_version=4) if path.is_file() else fallback
+def _note_stop(path: Path, fallback: nbformat.NotebookNode, why: str) -> None:
+    """Append to a stopped run's notebook why it stopped (the reader sees it in the book)."""
+    try:
+        nb = nbformat.read(path, as_version=4) if path.is_file() else fallback
+    except Exception:  # a notebook cut off mid-write: start again from the source
+        nb = fallback
     nb.cells.append(
         nbformat.v4.new_markdown_cell(
-            f"**This run was stopped: it exceeded its time budget of {budget:.0f} s.** "
-            "Outputs above are from the cells that finished; no results were saved."
+            f"**This run was stopped: {why}.** Outputs above are from the cells that finished; "
+            "results are saved only by a run that completes, so earlier artefacts are intact."
         )
     )
     nbformat.write(nb, path)
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into an exception while a run is in flight, so its subprocesses get killed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _record(record: RunRecord) -> None:
@@ -201,14 +225,22 @@ def run_chapter(
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    previous_handler = _raise_on_sigterm()
     try:
         log, _ = proc.communicate(timeout=budget)
         reason = "" if proc.returncode == 0 else f"papermill exited {proc.returncode}"
     except subprocess.TimeoutExpired:
         _kill_tree(proc.pid)
         log, _ = proc.communicate()
-        _note_timeout(output, nb, budget)
+        _note_stop(output, nb, f"it exceeded its time budget of {budget:.0f} s")
         reason = f"exceeded its time budget of {budget:.0f} s and was killed"
+    except BaseException:  # Ctrl-C or SIGTERM: take papermill and its kernel down too
+        _kill_tree(proc.pid)
+        _note_stop(output, nb, "it was interrupted")
+        raise
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     wall = time.monotonic() - start
     record = RunRecord(
         chapter=chapter.id,

@@ -200,7 +200,11 @@ def update_log_posterior(
     ``log_posterior`` and ``predicted_means`` are [E, H] (the mean each hypothesis predicts for the
     arm pulled); ``rewards`` is [E].
     """
-    if log_posterior.shape != predicted_means.shape or rewards.shape != log_posterior.shape[:1]:
+    if (
+        log_posterior.dim() != 2
+        or log_posterior.shape != predicted_means.shape
+        or rewards.shape != log_posterior.shape[:1]
+    ):
         raise ValueError(
             "shapes must be log_posterior [E, H], predicted_means [E, H], rewards [E]; got "
             f"{tuple(log_posterior.shape)}, {tuple(predicted_means.shape)}, {tuple(rewards.shape)}"

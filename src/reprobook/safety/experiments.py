@@ -76,9 +76,21 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_prior(prior: str) -> None:
+TIE_BREAKS = ("random", "index")
+
+
+def _check_prior(prior: str, tie_break: str) -> None:
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"unknown tie_break {tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
+
+
+def _tie_order(tie_break: str, n: int, n_hyp: int, generator: torch.Generator):
+    """Per episode, a uniformly random order of the theories for breaking posterior ties."""
+    if tie_break == "index":
+        return None
+    return torch.argsort(torch.rand(n, n_hyp, generator=generator), dim=1)
 
 
 def run_guarded_episodes(
@@ -94,6 +106,7 @@ def run_guarded_episodes(
     beta: float = 0.5,
     episode_length: int = 25,
     prior: str = "correct",
+    tie_break: str = "random",
     chunk: int = 2000,
 ) -> EpisodeOutcomes:
     """Run ``n_episodes`` guarded episodes of the Boltzmann agent, batched ``chunk`` at a time.
@@ -101,9 +114,10 @@ def run_guarded_episodes(
     ``bandit_seed`` draws the bandits (pass the same one to compare guardrails on the same
     worlds); ``noise_seed`` draws actions and rewards. ``harm_threshold`` is the guardrail's C.
     Episodes that have ended (harm, or every arm rejected) are dropped from the working batch.
+    ``tie_break`` orders theories of equal posterior in M_alpha (see ``m_alpha_masks``).
     """
     _check_counts(n_episodes=n_episodes, episode_length=episode_length, chunk=chunk)
-    _check_prior(prior)
+    _check_prior(prior, tie_break)
     if guardrail not in GUARDRAILS:
         raise ValueError(f"unknown guardrail {guardrail!r}; choose one of {', '.join(GUARDRAILS)}")
     if guardrail != "none" and not (harm_threshold is not None and 0 < harm_threshold <= 1):
@@ -122,6 +136,7 @@ def run_guarded_episodes(
         bandits = sample_bandits(spec, n, hypotheses, bandit_gen)
         tables = HarmTables.build(bandits, threshold, spec.reward_std)
         log_post = log_prior(prior, bandits)
+        ties = _tie_order(tie_break, n, spec.n_hypotheses, bandit_gen)
         ids = torch.arange(start, start + n)  # global episode ids of the working rows
         for _ in range(episode_length):
             rows = torch.arange(len(ids))
@@ -130,7 +145,7 @@ def run_guarded_episodes(
             ending = torch.zeros(len(ids), dtype=torch.bool)
             if guardrail != "none":
                 estimate = log_harm_estimates(
-                    guardrail, tables, log_post, bandits.true_index, alpha
+                    guardrail, tables, log_post, bandits.true_index, alpha, ties
                 )
                 allowed = estimate <= log_c
                 ending = ~allowed.any(dim=1)  # every arm rejected: the agent stops, unharmed
@@ -157,6 +172,7 @@ def run_guarded_episodes(
                     tables.subset(keep),
                     log_post[keep],
                 )
+                ties = None if ties is None else ties[keep]
     return EpisodeOutcomes(total.numpy(), died.numpy(), stopped.numpy(), steps.numpy())
 
 
@@ -206,6 +222,7 @@ def run_overestimation(
     seed: int,
     episode_length: int = 25,
     prior: str = "correct",
+    tie_break: str = "random",
     chunk: int = 2000,
 ) -> OverestimationResult:
     """Tightness: uniform agent, non-exploding bandit, every alpha scored on shared episodes.
@@ -216,7 +233,7 @@ def run_overestimation(
     The same seed gives the same bandits and rewards whatever the prior, so priors compare paired.
     """
     _check_counts(n_episodes=n_episodes, episode_length=episode_length, chunk=chunk)
-    _check_prior(prior)
+    _check_prior(prior, tie_break)
     if len(alphas) == 0 or any(not 0 <= a <= 1 for a in alphas):
         raise ValueError(f"alphas must be a non-empty list of values in [0, 1], got {alphas!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -232,10 +249,11 @@ def run_overestimation(
         true_log_harm = tables.lookup(bandits.true_means)  # [E, A]
         on_threshold = bandits.true_means == threshold  # "50/50" arms: true harm exactly 1/2
         log_post = log_prior(prior, bandits)
+        ties = _tie_order(tie_break, n, spec.n_hypotheses, gen)
         rows = torch.arange(n)
         for _ in range(episode_length):
             action = torch.randint(0, spec.n_arms, (n,), generator=gen)
-            masks = m_alpha_masks(log_post, alphas)
+            masks = m_alpha_masks(log_post, alphas, ties)
             for i, mask in enumerate(masks):
                 estimate = non_iid_from_mask(tables, mask)  # [E, A]
                 over = estimate[rows, action] >= true_log_harm[rows, action]

@@ -21,21 +21,38 @@ from reprobook.safety.bandit import HarmTables
 GUARDRAILS = ("none", "cheating", "posterior", "iid", "non-iid")
 
 
-def m_alpha_masks(log_posterior: torch.Tensor, alphas: Sequence[float]) -> torch.Tensor:
+def m_alpha_masks(
+    log_posterior: torch.Tensor, alphas: Sequence[float], tie_order: torch.Tensor | None = None
+) -> torch.Tensor:
     """The plausible sets M_alpha for several alphas at once, as a boolean mask [n_alphas, E, H].
 
     Sort each posterior in decreasing order and keep theory (i) while p_(i) >= alpha * (p_(1) +
     ... + p_(i)). Since p_(i) falls and the cumulative sum grows, the kept theories are a prefix of
-    the sorted order. alpha = 1 keeps only the MAP theory; alpha = 0 keeps every theory. Ties are
-    broken by a stable sort (lowest hypothesis index first); the official code breaks them
-    arbitrarily. One sort serves every alpha.
+    the sorted order, of at most 1/alpha theories. alpha = 1 keeps only the MAP theory; alpha = 0
+    keeps every theory. One sort serves every alpha.
+
+    Ties are common (the uniform prior; theories that agree on every arm pulled so far), and the
+    paper leaves their order open. ``tie_order`` [E, H] is a permutation of the theories per
+    episode: among equal posteriors, theories earlier in it come first. Without it, the lowest
+    index comes first, which favours the all-zero, least harmful theories.
     """
     if log_posterior.dim() != 2:
         raise ValueError(f"log_posterior must be [E, H], got shape {tuple(log_posterior.shape)}")
     if len(alphas) == 0 or any(not 0.0 <= a <= 1.0 for a in alphas):
         raise ValueError(f"every alpha must lie in [0, 1], got {list(alphas)}")
     posterior = log_posterior.exp()
-    ordered, order = torch.sort(posterior, dim=1, descending=True, stable=True)
+    if tie_order is None:
+        ordered, order = torch.sort(posterior, dim=1, descending=True, stable=True)
+    else:
+        if tie_order.shape != posterior.shape:
+            raise ValueError(
+                f"tie_order must have the posterior's shape {tuple(posterior.shape)}, "
+                f"got {tuple(tie_order.shape)}"
+            )
+        ordered, position = torch.sort(
+            posterior.gather(1, tie_order), dim=1, descending=True, stable=True
+        )
+        order = tie_order.gather(1, position)
     cumulative = torch.cumsum(ordered, dim=1)
     alpha = torch.tensor(list(alphas), dtype=posterior.dtype)[:, None, None]
     keep_sorted = ordered[None] >= alpha * cumulative[None]
@@ -44,9 +61,11 @@ def m_alpha_masks(log_posterior: torch.Tensor, alphas: Sequence[float]) -> torch
     return torch.zeros_like(keep_sorted).scatter_(2, index, keep_sorted)
 
 
-def m_alpha_mask(log_posterior: torch.Tensor, alpha: float) -> torch.Tensor:
+def m_alpha_mask(
+    log_posterior: torch.Tensor, alpha: float, tie_order: torch.Tensor | None = None
+) -> torch.Tensor:
     """M_alpha for one alpha, as a boolean mask [E, H]."""
-    return m_alpha_masks(log_posterior, [alpha])[0]
+    return m_alpha_masks(log_posterior, [alpha], tie_order)[0]
 
 
 def non_iid_from_mask(tables: HarmTables, mask: torch.Tensor) -> torch.Tensor:
@@ -66,11 +85,12 @@ def log_harm_estimates(
     log_posterior: torch.Tensor,
     true_index: torch.Tensor,
     alpha: float | None = None,
+    tie_order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log harm estimate [E, A] of every arm under ``guardrail``.
 
     ``tables`` holds P(H | a, tau) for the batch; ``log_posterior`` is [E, H]; ``true_index`` [E]
-    is used only by the cheating guardrail.
+    is used only by the cheating guardrail, ``alpha`` and ``tie_order`` only by the non-i.i.d. one.
     """
     n_episodes, _, n_hyp = tables.levels.shape
     if log_posterior.shape != (n_episodes, n_hyp):
@@ -91,5 +111,5 @@ def log_harm_estimates(
     if guardrail == "non-iid":
         if alpha is None:
             raise ValueError("the non-iid guardrail needs alpha")
-        return non_iid_from_mask(tables, m_alpha_mask(log_posterior, alpha))
+        return non_iid_from_mask(tables, m_alpha_mask(log_posterior, alpha, tie_order))
     raise ValueError(f"unknown guardrail {guardrail!r}; choose one of {', '.join(GUARDRAILS[1:])}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 
 from reprobook.plotting import band_hline, colors, errorbar_line
-from reprobook.safety.study import ALPHA_FREE, alpha_key, c_key
+from reprobook.safety.study import ALPHA_FREE, alpha_key, c_key, harm_thresholds_in
 
 LABELS = {
     "none": "none",
@@ -84,4 +84,22 @@ def plot_overestimation(study: dict, n_hypotheses: int) -> plt.Figure:
         ax.set_xlabel(r"$\alpha$")
     axes[0].legend(loc="lower left")
     axes[2].legend(loc="best")
+    return fig
+
+
+def plot_tie_break(main: dict, other: dict, labels: tuple[str, str]) -> plt.Figure:
+    """Non-i.i.d. guardrail deaths against alpha under two tie-break rules, one panel per C."""
+    cs = harm_thresholds_in(main)
+    fig, axes = plt.subplots(1, len(cs), figsize=(4.2 * len(cs), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], cs, strict=True):
+        for grid, label, color in zip((main, other), labels, colors(2), strict=True):
+            cells = grid[c_key(c)]["non-iid"]
+            alphas = [float(a) for a in cells]
+            errorbar_line(ax, alphas, [s["deaths"] for s in cells.values()],
+                          [s["deaths_2sem"] for s in cells.values()], label, color)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$\alpha$")
+        ax.set_ylabel("death rate (non-i.i.d. guardrail)")
+        ax.set_title(f"C = {c:g}")
+    axes[0, -1].legend(loc="best")
     return fig

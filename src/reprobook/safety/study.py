@@ -51,37 +51,48 @@ def guardrail_grid(
     seeds: Sequence[int],
     beta: float = 0.5,
     episode_length: int = 25,
+    tie_break: str = "random",
+    include_alpha_free: bool = True,
     progress: bool = True,
 ) -> tuple[dict, dict]:
     """Run every guardrail on every (C, alpha) cell for each seed; pool the episodes over seeds.
 
     Returns ``(metrics, timing)``: metrics[``none``] and metrics[``C=…``][guardrail] (for
     ``non-iid``: [alpha]) hold ``EpisodeOutcomes.summary()``; timing has steps and seconds.
+    ``include_alpha_free=False`` runs only the non-i.i.d. cells (for a tie-break comparison).
     """
     if not seeds:
         raise ValueError("seeds must not be empty")
     hypotheses = all_hypotheses(spec)
-    cells = [("none", None, None)]
-    cells += [(g, c, None) for c in harm_thresholds for g in ALPHA_FREE]
+    cells = []
+    if include_alpha_free:
+        cells += [("none", None, None)]
+        cells += [(g, c, None) for c in harm_thresholds for g in ALPHA_FREE]
     cells += [("non-iid", c, a) for c in harm_thresholds for a in alphas]
     pooled: dict[tuple, list[EpisodeOutcomes]] = {cell: [] for cell in cells}
     started, steps = time.perf_counter(), 0
-    bar = tqdm(total=len(cells) * len(seeds), desc="guarded runs", disable=not progress)
+    bar = tqdm(total=len(cells) * len(seeds), desc="guarded runs", disable=not progress,
+               mininterval=10)  # fmt: skip
     for seed in seeds:
         for number, (guardrail, c, alpha) in enumerate(cells):
             outcome = run_guarded_episodes(
                 spec, hypotheses, threshold, guardrail, n_episodes,
                 bandit_seed=seed, noise_seed=seed * 100_003 + number + 1,
                 harm_threshold=c, alpha=alpha, beta=beta, episode_length=episode_length,
+                tie_break=tie_break,
             )  # fmt: skip
             pooled[(guardrail, c, alpha)].append(outcome)
             steps += int(outcome.steps.sum())
             bar.update()
     bar.close()
     seconds = time.perf_counter() - started
-    metrics: dict = {"none": _pool(pooled[("none", None, None)]).summary(episode_length)}
+    metrics: dict = {}
+    if include_alpha_free:
+        metrics["none"] = _pool(pooled[("none", None, None)]).summary(episode_length)
     for c in harm_thresholds:
-        row: dict = {g: _pool(pooled[(g, c, None)]).summary(episode_length) for g in ALPHA_FREE}
+        row: dict = {}
+        if include_alpha_free:
+            row = {g: _pool(pooled[(g, c, None)]).summary(episode_length) for g in ALPHA_FREE}
         row["non-iid"] = {
             alpha_key(a): _pool(pooled[("non-iid", c, a)]).summary(episode_length) for a in alphas
         }
@@ -97,6 +108,7 @@ def overestimation_study(
     seeds: Sequence[int],
     priors: Sequence[str] = ("correct", "truth-excluded", "optimistic"),
     episode_length: int = 25,
+    tie_break: str = "random",
     progress: bool = True,
 ) -> dict[str, list[dict[str, float]]]:
     """Figure 2 and the negative control: per prior, one row of overestimation rates per alpha.
@@ -108,7 +120,8 @@ def overestimation_study(
         raise ValueError("seeds must not be empty")
     hypotheses = all_hypotheses(spec)
     out = {}
-    bar = tqdm(total=len(priors) * len(seeds), desc="tightness runs", disable=not progress)
+    bar = tqdm(total=len(priors) * len(seeds), desc="tightness runs", disable=not progress,
+               mininterval=10)  # fmt: skip
     for prior in priors:
         runs: list[OverestimationResult] = []
         for seed in seeds:
@@ -141,8 +154,14 @@ def overestimation_study(
     return out
 
 
-def _c_values(grid: dict) -> list[float]:
+def harm_thresholds_in(grid: dict) -> list[float]:
+    """The thresholds C of a guardrail grid, ascending."""
     return sorted(float(k[2:]) for k in grid if k.startswith("C="))
+
+
+def alphas_in(grid: dict) -> list[float]:
+    """The alphas of the non-i.i.d. guardrail in a guardrail grid, in run order."""
+    return [float(a) for a in grid[c_key(harm_thresholds_in(grid)[0])]["non-iid"]]
 
 
 def _series(grid: dict, c: float) -> dict[str, dict]:
@@ -170,7 +189,7 @@ def check_claims(metrics: dict) -> dict[str, bool]:
       episodes overestimated at every step falls more than 3 SE below the guarantee.
     """
     grid, study = metrics["guarded"], metrics["overestimation"]
-    cs = _c_values(grid)
+    cs = harm_thresholds_in(grid)
     claims = {
         "none_most_deaths": all(
             grid["none"]["deaths"] > max(s["deaths"] for s in _series(grid, c).values()) for c in cs
@@ -213,7 +232,7 @@ def _pct(x: float) -> str:
 def miniature_findings(metrics: dict) -> dict[str, str]:
     """What this book's run found, in words, keyed by the ids of the chapter's anchors."""
     grid, study = metrics["guarded"], metrics["overestimation"]
-    cs = _c_values(grid)
+    cs = harm_thresholds_in(grid)
     n_ep, n_seeds = metrics["n_episodes"], metrics["n_seeds"]
     findings = {
         "setting": f"same set-up; {n_ep:,} episodes × {n_seeds} seed(s) per configuration",
@@ -255,3 +274,56 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         f"only: truth never in M_alpha, yet {excl['always_over']:.3f} (holds by luck)"
     )
     return findings
+
+
+def per_episode_note(metrics: dict) -> str:
+    """Markdown on the per-episode death rates of the cheating vs the posterior guardrail.
+
+    Per episode, the guardrail that knows the true harm can die more often than the posterior
+    one, because the posterior guardrail also avoids harm by refusing to act at all; this note
+    says, from the numbers, at which C that happens.
+    """
+    grid = metrics["guarded"]
+    lines = []
+    for c in harm_thresholds_in(grid):
+        ch, po = grid[c_key(c)]["cheating"], grid[c_key(c)]["posterior"]
+        if ch["deaths"] > po["deaths"]:
+            lines.append(
+                f"- At C = {c:g}, the cheating guardrail dies in **{100 * ch['deaths']:.2f} %** "
+                f"(±{100 * ch['deaths_2sem']:.2f}) of episodes and the posterior guardrail in "
+                f"**{100 * po['deaths']:.2f} %** (±{100 * po['deaths_2sem']:.2f}). The posterior "
+                f"guardrail rejects every arm and stops in {100 * po['stopped']:.0f} % of "
+                f"episodes, earning a reward of {po['reward']:.1f} against {ch['reward']:.1f}. "
+                f"Per action taken, the cheating guardrail is safer: "
+                f"{ch['deaths_per_action']:.2g} against {po['deaths_per_action']:.2g} "
+                "deaths per action."
+            )
+    if not lines:
+        return (
+            "**Cheating vs posterior, per episode.** At every C the cheating guardrail has no "
+            "more deaths per episode than the posterior guardrail."
+        )
+    return (
+        "**Cheating vs posterior, per episode.** At some C, the guardrail that knows the true "
+        "harm has *more* deaths per episode than the posterior one, so the reading 'cheating is "
+        "safest per episode' does not hold here:\n" + "\n".join(lines)
+    )
+
+
+def tie_break_note(metrics: dict) -> str:
+    """Markdown: how much the non-i.i.d. guardrail's death rate moves with the tie-break rule."""
+    main, other = metrics["guarded"], metrics["guarded_other_ties"]
+    rule, other_rule = metrics["tie_break"], other["tie_break"]
+    gaps = [
+        (abs(a["deaths"] - b["deaths"]), c, alpha, a, b)
+        for c in harm_thresholds_in(main)
+        for alpha, a in main[c_key(c)]["non-iid"].items()
+        for b in [other["grid"][c_key(c)]["non-iid"][alpha]]
+    ]
+    gap, c, alpha, a, b = max(gaps)
+    return (
+        f"**Tie-breaking in M_alpha.** The largest gap is at C = {c:g}, alpha = {alpha}: "
+        f"the non-i.i.d. guardrail dies in {100 * a['deaths']:.1f} % of episodes with {rule} "
+        f"tie-breaking and {100 * b['deaths']:.1f} % with {other_rule} tie-breaking "
+        f"(reward {a['reward']:.1f} vs {b['reward']:.1f}; the {other_rule} run uses one seed)."
+    )

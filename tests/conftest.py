@@ -1,0 +1,71 @@
+"""Shared fixtures: each chapter's smoke run happens once per session and is timed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reprobook.chapters import Chapter
+from reprobook.runner import ChapterRunError, run_chapter
+
+SMOKE_HARD_CAP_S = 240.0
+
+
+@dataclass
+class SmokeRun:
+    chapter: Chapter
+    results_dir: Path
+    wall_s: float
+    error: str = ""
+
+
+_SMOKE_RUNS: dict[str, SmokeRun] = {}
+
+
+@pytest.fixture(scope="session")
+def smoke_results_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="session")
+def run_smoke(smoke_results_dir):
+    """Run a chapter in the smoke profile (once per session), writing the executed notebook
+    where the book renders it and its artefacts into a temporary results folder."""
+
+    def _run(chapter: Chapter) -> SmokeRun:
+        if chapter.id not in _SMOKE_RUNS:
+            start = time.monotonic()
+            error = ""
+            try:
+                run_chapter(
+                    chapter,
+                    {"profile": "smoke"},
+                    budget_s=SMOKE_HARD_CAP_S,
+                    results_dir=smoke_results_dir,
+                    quiet=True,
+                )
+            except ChapterRunError as err:
+                error = str(err)
+            _SMOKE_RUNS[chapter.id] = SmokeRun(
+                chapter, smoke_results_dir, time.monotonic() - start, error
+            )
+        return _SMOKE_RUNS[chapter.id]
+
+    return _run
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SMOKE_RUNS:
+        return
+    tr = terminalreporter
+    tr.section("chapter smoke runs (papermill, 2 cores)")
+    tr.write_line(f"{'chapter':34} {'wall s':>8} {'budget s':>9}  result")
+    for run in _SMOKE_RUNS.values():
+        budget = run.chapter.profiles["smoke"]
+        status = "FAILED" if run.error else ("over budget" if run.wall_s > budget else "ok")
+        tr.write_line(f"{run.chapter.id:34} {run.wall_s:8.1f} {budget:9.0f}  {status}")
+    total = sum(r.wall_s for r in _SMOKE_RUNS.values())
+    tr.write_line(f"{'total':34} {total:8.1f}")
