@@ -112,6 +112,7 @@ class Run:
     root: Path
     device: str = "cpu"
     started: float = field(default_factory=time.time)
+    git: dict[str, Any] = field(default_factory=git_state)  # the code as it was when the run began
 
     @property
     def out_dir(self) -> Path:
@@ -130,25 +131,28 @@ class Run:
             if "/" in name or name.startswith(".") or name in ("metrics.json", "provenance.json"):
                 raise ValueError(f"artefact name {name!r} must be a plain file name")
         finished = time.time()
+        now = git_state()
         provenance = {
             "chapter": self.chapter,
             "profile": self.profile,
             "parameters": self.parameters,
             "command": os.environ.get("REPROBOOK_COMMAND", f"interactive ({sys.argv[0]})"),
-            **git_state(),
+            **self.git,
             "versions": package_versions(),
             "device": describe_device(self.device),
             "started_utc": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds"),
             "finished_utc": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),
             "wall_time_s": round(finished - self.started, 2),
         }
+        if now != self.git:  # src/ or notebooks/ were edited or committed while the run was going
+            provenance["git_at_save"] = now
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.out_dir.parent / f".tmp-{self.profile}-{os.getpid()}"
         old = self.out_dir.parent / f".old-{self.profile}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
             for name, fig in (figures or {}).items():
                 fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")

@@ -86,6 +86,9 @@ def _check_prior(prior: str, tie_break: str) -> None:
         raise ValueError(f"unknown tie_break {tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
 
 
+TIE_SEED_OFFSET = 7_919  # tie orders get their own stream, so both rules meet the same worlds
+
+
 def _tie_order(tie_break: str, n: int, n_hyp: int, generator: torch.Generator):
     """Per episode, a uniformly random order of the theories for breaking posterior ties."""
     if tie_break == "index":
@@ -127,6 +130,7 @@ def run_guarded_episodes(
     log_c = math.log(harm_threshold) if guardrail != "none" else 0.0
     bandit_gen = torch.Generator().manual_seed(bandit_seed)
     noise_gen = torch.Generator().manual_seed(noise_seed)
+    tie_gen = torch.Generator().manual_seed(bandit_seed + TIE_SEED_OFFSET)
     total = torch.zeros(n_episodes)
     died = torch.zeros(n_episodes, dtype=torch.bool)
     stopped = torch.zeros(n_episodes, dtype=torch.bool)
@@ -136,7 +140,7 @@ def run_guarded_episodes(
         bandits = sample_bandits(spec, n, hypotheses, bandit_gen)
         tables = HarmTables.build(bandits, threshold, spec.reward_std)
         log_post = log_prior(prior, bandits)
-        ties = _tie_order(tie_break, n, spec.n_hypotheses, bandit_gen)
+        ties = _tie_order(tie_break, n, spec.n_hypotheses, tie_gen)
         ids = torch.arange(start, start + n)  # global episode ids of the working rows
         for _ in range(episode_length):
             rows = torch.arange(len(ids))
@@ -230,13 +234,15 @@ def run_overestimation(
     The agent's actions do not depend on alpha, so every alpha is scored on the same episodes
     (common random numbers). With a correct prior, the true theory stays in M_alpha at all times
     with probability >= 1 - alpha / P(tau_true), so the estimate is then >= the true harm.
-    The same seed gives the same bandits and rewards whatever the prior, so priors compare paired.
+    The same seed gives the same bandits and rewards whatever the prior or tie-break rule, so
+    those compare paired.
     """
     _check_counts(n_episodes=n_episodes, episode_length=episode_length, chunk=chunk)
     _check_prior(prior, tie_break)
     if len(alphas) == 0 or any(not 0 <= a <= 1 for a in alphas):
         raise ValueError(f"alphas must be a non-empty list of values in [0, 1], got {alphas!r}")
     gen = torch.Generator().manual_seed(seed)
+    tie_gen = torch.Generator().manual_seed(seed + TIE_SEED_OFFSET)
     hits = torch.zeros(len(alphas), n_episodes)
     kept = torch.ones(len(alphas), n_episodes, dtype=torch.bool)
     always = torch.ones(len(alphas), n_episodes, dtype=torch.bool)
@@ -249,7 +255,7 @@ def run_overestimation(
         true_log_harm = tables.lookup(bandits.true_means)  # [E, A]
         on_threshold = bandits.true_means == threshold  # "50/50" arms: true harm exactly 1/2
         log_post = log_prior(prior, bandits)
-        ties = _tie_order(tie_break, n, spec.n_hypotheses, gen)
+        ties = _tie_order(tie_break, n, spec.n_hypotheses, tie_gen)
         rows = torch.arange(n)
         for _ in range(episode_length):
             action = torch.randint(0, spec.n_arms, (n,), generator=gen)

@@ -9,6 +9,13 @@ import matplotlib.pyplot as plt
 from reprobook.plotting import band_hline, colors, errorbar_line
 from reprobook.safety.study import ALPHA_FREE, alpha_key, c_key, harm_thresholds_in
 
+STYLES = {  # guardrail -> (palette index, line style); distinct in colour and in dash
+    "none": (7, ":"),
+    "cheating": (0, "--"),
+    "posterior": (2, "-."),
+    "iid": (1, (0, (5, 1.5, 1, 1.5, 1, 1.5))),
+    "non-iid": (4, "-"),
+}
 LABELS = {
     "none": "none",
     "cheating": "cheating (true harm)",
@@ -26,7 +33,8 @@ def plot_guardrail_grid(
     The non-i.i.d. guardrail is a line over alpha; the alpha-free guardrails are horizontal lines.
     Bands are ±2·SEM.
     """
-    palette = dict(zip(LABELS, colors(len(LABELS)), strict=True))
+    palette_colors = colors(10)
+    palette = {g: palette_colors[i] for g, (i, _) in STYLES.items()}
     fig, axes = plt.subplots(2, len(harm_thresholds), figsize=(4.2 * len(harm_thresholds), 6.4),
                              squeeze=False, sharex=True)  # fmt: skip
     for col, c in enumerate(harm_thresholds):
@@ -35,11 +43,10 @@ def plot_guardrail_grid(
                                               ("deaths", "death rate"))):  # fmt: skip
             ax = axes[r, col]
             band_hline(ax, grid["none"][metric], grid["none"][f"{metric}_2sem"], LABELS["none"],
-                       color=palette["none"], style=":")  # fmt: skip
+                       color=palette["none"], style=STYLES["none"][1])  # fmt: skip
             for g in ALPHA_FREE:
-                band_hline(
-                    ax, row[g][metric], row[g][f"{metric}_2sem"], LABELS[g], color=palette[g]
-                )
+                band_hline(ax, row[g][metric], row[g][f"{metric}_2sem"], LABELS[g],
+                           color=palette[g], style=STYLES[g][1])  # fmt: skip
             means = [row["non-iid"][alpha_key(a)][metric] for a in alphas]
             errs = [row["non-iid"][alpha_key(a)][f"{metric}_2sem"] for a in alphas]
             errorbar_line(ax, alphas, means, errs, LABELS["non-iid"], color=palette["non-iid"])
@@ -49,7 +56,7 @@ def plot_guardrail_grid(
                 ax.set_title(f"guardrail threshold C = {c:g}")
             else:
                 ax.set_xlabel(r"$\alpha$ (non-i.i.d. bound)")
-    axes[0, -1].legend(loc="best")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
@@ -94,9 +101,10 @@ def plot_tie_break(main: dict, other: dict, labels: tuple[str, str]) -> plt.Figu
     for ax, c in zip(axes[0], cs, strict=True):
         for grid, label, color in zip((main, other), labels, colors(2), strict=True):
             cells = grid[c_key(c)]["non-iid"]
-            alphas = [float(a) for a in cells]
-            errorbar_line(ax, alphas, [s["deaths"] for s in cells.values()],
-                          [s["deaths_2sem"] for s in cells.values()], label, color)  # fmt: skip
+            alphas = sorted(float(a) for a in cells)
+            rows = [cells[alpha_key(a)] for a in alphas]
+            errorbar_line(ax, alphas, [s["deaths"] for s in rows],
+                          [s["deaths_2sem"] for s in rows], label, color)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel(r"$\alpha$")
         ax.set_ylabel("death rate (non-i.i.d. guardrail)")

@@ -135,6 +135,7 @@ def overestimation_study(
                     seed=seed,
                     episode_length=episode_length,
                     prior=prior,
+                    tie_break=tie_break,
                 )  # fmt: skip
             )
             bar.update()
@@ -160,8 +161,8 @@ def harm_thresholds_in(grid: dict) -> list[float]:
 
 
 def alphas_in(grid: dict) -> list[float]:
-    """The alphas of the non-i.i.d. guardrail in a guardrail grid, in run order."""
-    return [float(a) for a in grid[c_key(harm_thresholds_in(grid)[0])]["non-iid"]]
+    """The alphas of the non-i.i.d. guardrail in a guardrail grid, ascending."""
+    return sorted(float(a) for a in grid[c_key(harm_thresholds_in(grid)[0])]["non-iid"])
 
 
 def _series(grid: dict, c: float) -> dict[str, dict]:
