@@ -726,3 +726,20 @@ def test_tie_break_rules_meet_the_same_bandits_and_rewards():
     }
     # alpha ~ 0 keeps every theory, so the tie order is irrelevant and the runs must agree exactly
     np.testing.assert_array_equal(runs["index"].frequency, runs["random"].frequency)
+
+
+def test_resolve_config_profiles_and_checks():
+    full = study.resolve_config("full")
+    assert full.alphas == study.PAPER_ALPHAS
+    assert full.harm_thresholds == study.PAPER_HARM_THRESHOLDS
+    assert (full.n_episodes, full.n_seeds, full.beta, full.episode_length) == (10_000, 3, 0.5, 25)
+    smoke = study.resolve_config("smoke", n_episodes=50, alphas=None)
+    assert smoke.n_episodes == 50 and smoke.alphas == [1e-4, 1e-2, 1.0]
+    with pytest.raises(ValueError, match="valid profiles: smoke, full"):
+        study.resolve_config("nope")
+    with pytest.raises(ValueError, match="alphas must be a non-empty list"):
+        study.resolve_config("smoke", alphas=[2.0])
+    with pytest.raises(ValueError, match="tie_break must be"):
+        study.resolve_config("smoke", tie_break="lowest")
+    with pytest.raises(ValueError, match="harm_thresholds must be"):
+        study.resolve_config("smoke", harm_thresholds=[0.0])

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.std import tqdm  # plain text bars: no ipywidgets needed in the book
 
+from reprobook.profiles import Config, resolve_profile
 from reprobook.safety.bandit import BanditSpec, all_hypotheses
 from reprobook.safety.experiments import (
     EpisodeOutcomes,
@@ -23,6 +24,42 @@ from reprobook.safety.experiments import (
 )
 
 ALPHA_FREE = ("cheating", "posterior", "iid")
+PAPER_ALPHAS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-2, 3e-2, 0.1, 0.3, 1.0]
+PAPER_HARM_THRESHOLDS = [1e-3, 1e-2, 1e-1]
+# Fixed settings of the paper's code (run_non_iid_experiment.py defaults), shared by all profiles.
+PAPER_SETTINGS = dict(
+    n_arms=10, n_features=10, k=2, reward_std=1.0, beta=0.5, episode_length=25, tie_break="random"
+)
+PROFILES = {
+    "smoke": dict(  # CI: one C, three alphas, a few hundred episodes; still all five guardrails
+        n_episodes=300, n_seeds=1, harm_thresholds=[0.1], alphas=[1e-4, 1e-2, 1.0],
+        tightness_episodes=1000, tightness_alphas=list(PAPER_ALPHAS), **PAPER_SETTINGS,
+    ),
+    "full": dict(  # the paper's grid: 3 C x 9 alphas, 10,000 episodes per cell, 3 seeds
+        n_episodes=10_000, n_seeds=3, harm_thresholds=list(PAPER_HARM_THRESHOLDS),
+        alphas=list(PAPER_ALPHAS), tightness_episodes=10_000,
+        tightness_alphas=list(PAPER_ALPHAS), **PAPER_SETTINGS,
+    ),
+}  # fmt: skip
+CONFIG_CHECKS = {
+    "n_episodes": (lambda n: n >= 2, "an integer >= 2"),
+    "n_seeds": (lambda n: n >= 1, "a positive integer"),
+    "tightness_episodes": (lambda n: n >= 2, "an integer >= 2"),
+    "harm_thresholds": (
+        lambda cs: len(cs) > 0 and all(0 < c <= 1 for c in cs),
+        "a non-empty list of values in (0, 1]",
+    ),
+    "alphas": (
+        lambda al: len(al) > 0 and all(0 <= a <= 1 for a in al),
+        "a non-empty list of values in [0, 1]",
+    ),
+    "tie_break": (lambda t: t in ("random", "index"), "'random' or 'index'"),
+}
+
+
+def resolve_config(profile: str, **overrides) -> Config:
+    """The chapter's configuration: a row of ``PROFILES`` with the reader's overrides, checked."""
+    return resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
 
 
 def c_key(harm_threshold: float) -> str:
