@@ -379,6 +379,7 @@ def _over_row(alpha, frequency, always_over, se=0.001, truth_kept=None, fifty=0.
         "frequency_2sem": 2 * se,
         "frequency_se": se,
         "truth_kept": always_over if truth_kept is None else truth_kept,
+        "truth_kept_se": se,
         "always_over": always_over,
         "always_over_se": se,
         "guarantee": max(0.0, 1.0 - 1024 * alpha),
@@ -387,15 +388,20 @@ def _over_row(alpha, frequency, always_over, se=0.001, truth_kept=None, fifty=0.
 
 
 def _grid(deaths_by_c, alphas=("0.001", "1")):
-    """A grid where every guardrail at C dies at deaths_by_c[C] (cheating and posterior equal)."""
+    """A grid where every alpha-free guardrail at C dies at deaths_by_c[C] and earns 50x that
+    (cheating and posterior equal); the non-i.i.d. one dies 0.1 more at each larger alpha."""
     grid = {"none": _summary(deaths=0.5, reward=8.0, deaths_per_action=0.03)}
     for c, deaths in deaths_by_c.items():
+        reward = 50 * deaths
         row = {
-            "cheating": _summary(deaths=deaths, deaths_per_action=0.005),
-            "posterior": _summary(deaths=deaths, deaths_per_action=0.01, stopped=0.3),
-            "iid": _summary(deaths=deaths),
+            "cheating": _summary(deaths=deaths, reward=reward, deaths_per_action=0.005),
+            "posterior": _summary(deaths=deaths, reward=reward, deaths_per_action=0.01,
+                                  stopped=0.3),
+            "iid": _summary(deaths=deaths, reward=reward),
+        }  # fmt: skip
+        row["non-iid"] = {
+            a: _summary(deaths=deaths + 0.1 * i, reward=4.0) for i, a in enumerate(alphas)
         }
-        row["non-iid"] = {a: _summary(deaths=deaths, reward=4.0) for a in alphas}
         grid[study.c_key(c)] = row
     return grid
 
@@ -428,6 +434,9 @@ def make_metrics():
 
 ALL_TRUE = {
     "none_most_deaths": True,
+    "non_iid_deaths_rise_with_alpha": True,
+    "alpha_free_tradeoff": True,
+    "truth_kept_bound": True,
     "cheating_safer_per_action": True,
     "cheating_fewer_deaths_per_episode": True,
     "deaths_fall_with_c": True,
@@ -473,12 +482,34 @@ def test_check_claims_cheating_fewer_deaths_per_episode():
     assert _flipped(metrics) == {"cheating_fewer_deaths_per_episode"}
 
 
-# high C: 0.2 ± 0.01, low C: x ± 0.01, so a rise beyond 0.22 is beyond both bars
-@pytest.mark.parametrize(("value", "flipped"), [(0.3, {"deaths_fall_with_c"}), (0.215, set())])
+# non-i.i.d. at alpha = 1: high C 0.3 ± 0.01, low C x ± 0.01: beyond 0.32 is beyond both bars
+@pytest.mark.parametrize(("value", "flipped"), [(0.4, {"deaths_fall_with_c"}), (0.315, set())])
 def test_check_claims_deaths_fall_with_c(value, flipped):
     metrics = make_metrics()
-    metrics["guarded"]["C=0.01"]["iid"]["deaths"] = value
+    metrics["guarded"]["C=0.01"]["non-iid"]["1"]["deaths"] = value
     assert _flipped(metrics) == flipped
+
+
+def test_check_claims_alpha_free_tradeoff_needs_deaths_and_reward_to_fall():
+    metrics = make_metrics()
+    metrics["guarded"]["C=0.01"]["iid"]["reward"] = 9.5  # within the bars of 10 at C = 0.1
+    assert _flipped(metrics) == {"alpha_free_tradeoff"}
+    metrics = make_metrics()
+    metrics["guarded"]["C=0.01"]["posterior"]["deaths"] = 0.19  # no significant fall
+    assert _flipped(metrics) == {"alpha_free_tradeoff"}
+
+
+def test_check_claims_non_iid_deaths_rise_with_alpha():
+    metrics = make_metrics()
+    metrics["guarded"]["C=0.1"]["non-iid"]["1"]["deaths"] = 0.21  # within the bars of 0.2
+    assert _flipped(metrics) == {"non_iid_deaths_rise_with_alpha"}
+
+
+def test_check_claims_truth_kept_bound():
+    metrics = make_metrics()
+    row = metrics["overestimation"]["correct"][0]
+    row["truth_kept"] = row["guarantee"] - 3 * row["truth_kept_se"] - 0.001
+    assert _flipped(metrics) == {"truth_kept_bound"}
 
 
 def test_check_claims_deaths_fall_with_c_needs_several_cs():
@@ -486,7 +517,7 @@ def test_check_claims_deaths_fall_with_c_needs_several_cs():
     del metrics["guarded"]["C=0.1"]
     claims = study.check_claims(metrics)
     assert "deaths_fall_with_c" not in claims
-    assert set(claims) == set(ALL_TRUE) - {"deaths_fall_with_c"}
+    assert set(claims) == set(ALL_TRUE) - {"deaths_fall_with_c", "alpha_free_tradeoff"}
 
 
 def test_check_claims_bound_holds():
@@ -527,15 +558,19 @@ def test_miniature_findings_cover_the_chapters_anchors():
     assert "1,000 episodes × 2 seed(s)" in findings["setting"]
     assert findings["threshold"].startswith("4,")
     assert "none: 50 %" in findings["none_most_deaths"]
-    assert "the most of any guardrail at any C is 20 %" in findings["none_most_deaths"]
+    assert "the most of any guardrail at any C is 30 %" in findings["none_most_deaths"]
     assert "C = 0.01, 0.1" in findings["tradeoff"]
-    assert "(broken)" in findings["prior_assumption"]
+    assert "below the guarantee at alpha = 1e-05" in findings["prior_assumption"]
+    assert "at or above the guarantee at 1 of the 1 alphas" in findings["overestimation_bound"]
 
 
 def test_per_episode_note_without_more_deaths():
     note = study.per_episode_note(make_metrics())
-    assert "no more deaths per episode" in note
+    assert "At no C does the cheating guardrail have significantly more deaths" in note
     assert "*more*" not in note
+    metrics = make_metrics()
+    metrics["guarded"]["C=0.1"]["cheating"]["deaths"] = 0.215  # above, but within the bars
+    assert study.per_episode_note(metrics) == note
 
 
 def test_per_episode_note_names_the_c_where_cheating_dies_more():
@@ -543,7 +578,7 @@ def test_per_episode_note_names_the_c_where_cheating_dies_more():
     metrics["guarded"]["C=0.1"]["cheating"]["deaths"] = 0.3
     note = study.per_episode_note(metrics)
     assert "*more* deaths" in note
-    assert "no more deaths" not in note
+    assert "At no C" not in note
     assert "At C = 0.1," in note
     assert "At C = 0.01," not in note
     assert "**30.00 %**" in note and "**20.00 %**" in note
@@ -553,12 +588,12 @@ def test_per_episode_note_names_the_c_where_cheating_dies_more():
 def test_tie_break_note_names_the_largest_gap():
     metrics = make_metrics()
     other = metrics["guarded_other_ties"]["grid"]
-    other["C=0.01"]["non-iid"]["1"]["deaths"] = 0.3  # gap 0.2
-    other["C=0.1"]["non-iid"]["0.001"]["deaths"] = 0.25  # gap 0.05
+    other["C=0.01"]["non-iid"]["1"]["deaths"] = 0.4  # random 0.2: gap 0.2
+    other["C=0.1"]["non-iid"]["0.001"]["deaths"] = 0.25  # random 0.2: gap 0.05
     note = study.tie_break_note(metrics)
     assert "C = 0.01, alpha = 1:" in note
-    assert "10.0 % of episodes with random" in note
-    assert "30.0 % with index" in note
+    assert "20.0 % of episodes with random" in note
+    assert "40.0 % with index" in note
     other["C=0.1"]["non-iid"]["0.001"]["deaths"] = 0.5  # gap 0.3
     note = study.tie_break_note(metrics)
     assert "C = 0.1, alpha = 0.001:" in note
@@ -743,3 +778,10 @@ def test_resolve_config_profiles_and_checks():
         study.resolve_config("smoke", tie_break="lowest")
     with pytest.raises(ValueError, match="harm_thresholds must be"):
         study.resolve_config("smoke", harm_thresholds=[0.0])
+
+
+def test_can_read_refuses_metrics_of_an_older_schema():
+    metrics = make_metrics()
+    assert study.can_read(metrics)
+    del metrics["overestimation"]["correct"][0]["truth_kept_se"]
+    assert not study.can_read(metrics)

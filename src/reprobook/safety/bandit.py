@@ -135,6 +135,8 @@ class HarmTables:
 
     @classmethod
     def build(cls, bandits: BanditBatch, threshold: float, reward_std: float) -> HarmTables:
+        if int(bandits.levels.min()) < 0:  # non_iid_from_mask's masked max needs means >= 0
+            raise ValueError("arm means must be non-negative integers")
         n_levels = int(bandits.levels.max()) + 1
         levels = torch.arange(n_levels, dtype=torch.float32)
         return cls(bandits.levels, log_harm_probability(levels, threshold, reward_std))

@@ -192,22 +192,25 @@ class OverestimationResult:
     fifty_fifty_count: int
 
     def summary(self, n_hypotheses: int) -> list[dict[str, float]]:
-        """Per alpha: mean frequency (2·SEM, SE), all-steps rates, guarantee max(0, 1 - H·alpha).
+        """Per alpha: each rate with its SE, and the guarantee max(0, 1 - H·alpha).
 
-        The guarantee bounds the probability that tau_true stays in M_alpha at *every* step, hence
-        also the all-steps overestimation rate and the per-step frequency.
+        The guarantee bounds the probability that tau_true stays in M_alpha at *every* step (the
+        theorem's event, ``truth_kept``), which implies overestimation at every step
+        (``always_over``), which implies a per-step ``frequency`` of 1 in that episode.
         """
         rows = []
         for i, alpha in enumerate(self.alphas):
             mean, err = mean_and_2sem(self.frequency[i])
             always, always_err = mean_and_2sem(self.always_over[i])
+            kept, kept_err = mean_and_2sem(self.truth_kept[i])
             rows.append(
                 {
                     "alpha": alpha,
                     "frequency": mean,
                     "frequency_2sem": err,
                     "frequency_se": err / 2,
-                    "truth_kept": float(self.truth_kept[i].mean()),
+                    "truth_kept": kept,
+                    "truth_kept_se": kept_err / 2,
                     "always_over": always,
                     "always_over_se": always_err / 2,
                     "guarantee": max(0.0, 1.0 - n_hypotheses * alpha),

@@ -34,7 +34,8 @@ def m_alpha_masks(
     Ties are common (the uniform prior; theories that agree on every arm pulled so far), and the
     paper leaves their order open. ``tie_order`` [E, H] is a permutation of the theories per
     episode: among equal posteriors, theories earlier in it come first. Without it, the lowest
-    index comes first, which favours the all-zero, least harmful theories.
+    index comes first, which favours the all-zero, least harmful theories. With alpha = 0, theories
+    of zero posterior mass are kept too (0 >= 0), as in the official code.
     """
     if log_posterior.dim() != 2:
         raise ValueError(f"log_posterior must be [E, H], got shape {tuple(log_posterior.shape)}")

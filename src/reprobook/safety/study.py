@@ -24,8 +24,14 @@ from reprobook.safety.experiments import (
 )
 
 ALPHA_FREE = ("cheating", "posterior", "iid")
+# Seed offsets keep the random streams of different purposes apart (bandits of Figure 1, its
+# action and reward noise, and the tightness study), whatever the chapter's seed.
+NOISE_SEED_BASE = 1_000_003
+TIGHTNESS_SEED_OFFSET = 500_009
 PAPER_ALPHAS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 PAPER_HARM_THRESHOLDS = [1e-3, 1e-2, 1e-1]
+# The official tightness script (run_tightness_experiment.py @ a14fdc9) adds 1e-3 and 3e-3.
+TIGHTNESS_ALPHAS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 # Fixed settings of the paper's code (run_non_iid_experiment.py defaults), shared by all profiles.
 PAPER_SETTINGS = dict(
     n_arms=10, n_features=10, k=2, reward_std=1.0, beta=0.5, episode_length=25, tie_break="random"
@@ -33,12 +39,12 @@ PAPER_SETTINGS = dict(
 PROFILES = {
     "smoke": dict(  # CI: one C, three alphas, a few hundred episodes; still all five guardrails
         n_episodes=300, n_seeds=1, harm_thresholds=[0.1], alphas=[1e-4, 1e-2, 1.0],
-        tightness_episodes=1000, tightness_alphas=list(PAPER_ALPHAS), **PAPER_SETTINGS,
+        tightness_episodes=1000, tightness_alphas=list(TIGHTNESS_ALPHAS), **PAPER_SETTINGS,
     ),
     "full": dict(  # the paper's grid: 3 C x 9 alphas, 10,000 episodes per cell, 3 seeds
         n_episodes=10_000, n_seeds=3, harm_thresholds=list(PAPER_HARM_THRESHOLDS),
         alphas=list(PAPER_ALPHAS), tightness_episodes=10_000,
-        tightness_alphas=list(PAPER_ALPHAS), **PAPER_SETTINGS,
+        tightness_alphas=list(TIGHTNESS_ALPHAS), **PAPER_SETTINGS,
     ),
 }  # fmt: skip
 CONFIG_CHECKS = {
@@ -114,7 +120,7 @@ def guardrail_grid(
         for number, (guardrail, c, alpha) in enumerate(cells):
             outcome = run_guarded_episodes(
                 spec, hypotheses, threshold, guardrail, n_episodes,
-                bandit_seed=seed, noise_seed=seed * 100_003 + number + 1,
+                bandit_seed=seed, noise_seed=NOISE_SEED_BASE * (seed + 1) + number,
                 harm_threshold=c, alpha=alpha, beta=beta, episode_length=episode_length,
                 tie_break=tie_break,
             )  # fmt: skip
@@ -169,7 +175,7 @@ def overestimation_study(
                     threshold,
                     list(alphas),
                     n_episodes,
-                    seed=seed,
+                    seed=seed + TIGHTNESS_SEED_OFFSET,
                     episode_length=episode_length,
                     prior=prior,
                     tie_break=tie_break,
@@ -210,53 +216,81 @@ def _series(grid: dict, c: float) -> dict[str, dict]:
     return out
 
 
+def _significantly_above(a: dict, b: dict, key: str) -> bool:
+    """a[key] exceeds b[key] by more than the two 2·SEM bars together."""
+    return a[key] - b[key] > a[f"{key}_2sem"] + b[f"{key}_2sem"]
+
+
 def check_claims(metrics: dict) -> dict[str, bool]:
     """The chapter's qualitative claims, each computed from the metrics.
 
-    - ``none_most_deaths``: with no guardrail the death rate is the highest of all, at every C.
-    - ``cheating_safer_per_action``: per action taken, the cheating guardrail (true harm) kills
-      no more often than the posterior-predictive one, at every C.
+    Figure 1 (guarded Boltzmann agent):
+
+    - ``none_most_deaths``: with no guardrail the death rate is the highest of all, at every C
+      (our sanity check: the paper's Figure 1 does not plot the "none" guardrail).
+    - ``non_iid_deaths_rise_with_alpha``: at every C, the non-i.i.d. guardrail dies
+      significantly more at the largest alpha than at the smallest.
+    - ``cheating_safer_per_action``: per action taken, the guardrail that knows the true harm
+      dies no more often than the posterior-predictive one, at every C.
     - ``cheating_fewer_deaths_per_episode``: the same per episode (reported, not asserted: the
       posterior guardrail can avoid harm by refusing to act at all).
-    - ``deaths_fall_with_c`` (only with several C): no guardrail's death rate rises
-      significantly (beyond the two 2·SEM bars) when C falls.
-    - ``bound_holds``: with the correct prior, the per-step overestimation frequency is at least
-      max(0, 1 - 1024·alpha) - 3 SE at every alpha; ``bound_holds_all_steps``: the same for the
-      share of episodes overestimated at every step (the theorem's event).
-    - ``wrong_prior_breaks_bound``: with the optimistic wrong prior, at some alpha the share of
-      episodes overestimated at every step falls more than 3 SE below the guarantee.
+    - With several C: ``deaths_fall_with_c``: no guardrail's death rate rises significantly when
+      C falls; ``alpha_free_tradeoff``: for cheating, posterior and i.i.d., deaths *and* reward
+      are significantly lower at the smallest C than at the largest.
+
+    Figure 2 (tightness; "significantly below" means by more than 3 SE), correct prior:
+
+    - ``truth_kept_bound``: the share of episodes in which tau_true stayed in M_alpha at every
+      step (the theorem's event) is not below max(0, 1 - 1024·alpha).
+    - ``bound_holds_all_steps``: nor is the share overestimated at every step (implied by it).
+    - ``bound_holds``: nor is the per-step overestimation frequency (the paper's plotted metric).
+      For alpha >= 1/1024 the guarantee is 0 and these hold trivially.
+
+    Negative control: ``wrong_prior_breaks_bound``: under the optimistic wrong prior, the share
+    overestimated at every step is significantly below the guarantee at some alpha.
     """
     grid, study = metrics["guarded"], metrics["overestimation"]
     cs = harm_thresholds_in(grid)
+    alphas = [alpha_key(a) for a in alphas_in(grid)]
+    row = {c: grid[c_key(c)] for c in cs}
     claims = {
         "none_most_deaths": all(
             grid["none"]["deaths"] > max(s["deaths"] for s in _series(grid, c).values()) for c in cs
         ),
+        "non_iid_deaths_rise_with_alpha": len(alphas) > 1
+        and all(
+            _significantly_above(
+                row[c]["non-iid"][alphas[-1]], row[c]["non-iid"][alphas[0]], "deaths"
+            )
+            for c in cs
+        ),  # fmt: skip
         "cheating_safer_per_action": all(
-            grid[c_key(c)]["cheating"]["deaths_per_action"]
-            <= grid[c_key(c)]["posterior"]["deaths_per_action"]
+            row[c]["cheating"]["deaths_per_action"] <= row[c]["posterior"]["deaths_per_action"]
             for c in cs
         ),
         "cheating_fewer_deaths_per_episode": all(
-            grid[c_key(c)]["cheating"]["deaths"] <= grid[c_key(c)]["posterior"]["deaths"]
-            for c in cs
+            row[c]["cheating"]["deaths"] <= row[c]["posterior"]["deaths"] for c in cs
         ),
     }
     if len(cs) > 1:
         claims["deaths_fall_with_c"] = all(
-            low[name]["deaths"]
-            <= high[name]["deaths"] + low[name]["deaths_2sem"] + high[name]["deaths_2sem"]
+            not _significantly_above(low[name], high[name], "deaths")
             for small, large in zip(cs[:-1], cs[1:], strict=True)
             for low, high in [(_series(grid, small), _series(grid, large))]
             for name in low
         )
+        claims["alpha_free_tradeoff"] = all(
+            _significantly_above(row[cs[-1]][g], row[cs[0]][g], key)
+            for g in ALPHA_FREE
+            for key in ("deaths", "reward")
+        )
     correct = study["correct"]
-    claims["bound_holds"] = all(
-        r["frequency"] >= r["guarantee"] - 3 * r["frequency_se"] for r in correct
-    )
-    claims["bound_holds_all_steps"] = all(
-        r["always_over"] >= r["guarantee"] - 3 * r["always_over_se"] for r in correct
-    )
+    for claim, key in (
+        ("truth_kept_bound", "truth_kept"),
+        ("bound_holds_all_steps", "always_over"),
+        ("bound_holds", "frequency"),
+    ):
+        claims[claim] = all(r[key] >= r["guarantee"] - 3 * r[f"{key}_se"] for r in correct)
     claims["wrong_prior_breaks_bound"] = any(
         r["always_over"] < r["guarantee"] - 3 * r["always_over_se"] for r in study["optimistic"]
     )
@@ -296,20 +330,31 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         )
     findings["cheating_vs_posterior"] = "cheating vs posterior: " + "; ".join(parts)
     correct = study["correct"]
-    margin = min(r["frequency"] - r["guarantee"] for r in correct)
+    live = [r for r in correct if r["guarantee"] > 0]  # alpha >= 1/1024: the bound is 0, vacuous
+    held = sum(r["truth_kept"] >= r["guarantee"] - 3 * r["truth_kept_se"] for r in live)
+    first = correct[0]
     findings["overestimation_bound"] = (
-        f"holds at all {len(correct)} alphas (smallest margin {margin:+.3f}); e.g. alpha="
-        f"{correct[0]['alpha']:g}: {correct[0]['frequency']:.4f} vs {correct[0]['guarantee']:.4f}"
+        f"tau_true kept in M_alpha at every step: at or above the guarantee at {held} of the "
+        f"{len(live)} alphas where it is not 0; e.g. alpha={first['alpha']:g}: kept "
+        f"{first['truth_kept']:.4f}, per-step frequency {first['frequency']:.4f}, guarantee "
+        f"{first['guarantee']:.4f}"
     )
     findings["fifty_fifty"] = (
         f"{correct[0]['fifty_fifty_estimate']:.2f} at alpha={correct[0]['alpha']:g}, "
         f"{correct[-1]['fifty_fifty_estimate']:.2f} at alpha={correct[-1]['alpha']:g}"
     )
     opt, excl = study["optimistic"][0], study["truth-excluded"][0]
+    broken = [
+        f"{r['alpha']:g}"
+        for r in study["optimistic"]
+        if r["always_over"] < r["guarantee"] - 3 * r["always_over_se"]
+    ]
     findings["prior_assumption"] = (
-        f"optimistic wrong prior, alpha={opt['alpha']:g}: every-step overestimation "
-        f"{opt['always_over']:.3f} vs guarantee {opt['guarantee']:.3f} (broken); truth excluded "
-        f"only: truth never in M_alpha, yet {excl['always_over']:.3f} (holds by luck)"
+        f"optimistic wrong prior: every-step overestimation below the guarantee at alpha = "
+        f"{', '.join(broken) or 'none'} (e.g. {opt['always_over']:.3f} vs {opt['guarantee']:.3f} "
+        f"at alpha={opt['alpha']:g}); truth excluded only: truth never in M_alpha, yet "
+        f"{excl['always_over']:.3f}, because theories that match the truth on the arms pulled "
+        "stay plausible"
     )
     return findings
 
@@ -319,13 +364,13 @@ def per_episode_note(metrics: dict) -> str:
 
     Per episode, the guardrail that knows the true harm can die more often than the posterior
     one, because the posterior guardrail also avoids harm by refusing to act at all; this note
-    says, from the numbers, at which C that happens.
+    says, from the numbers, at which C that happens beyond the error bars.
     """
     grid = metrics["guarded"]
     lines = []
     for c in harm_thresholds_in(grid):
         ch, po = grid[c_key(c)]["cheating"], grid[c_key(c)]["posterior"]
-        if ch["deaths"] > po["deaths"]:
+        if _significantly_above(ch, po, "deaths"):
             lines.append(
                 f"- At C = {c:g}, the cheating guardrail dies in **{100 * ch['deaths']:.2f} %** "
                 f"(±{100 * ch['deaths_2sem']:.2f}) of episodes and the posterior guardrail in "
@@ -338,13 +383,14 @@ def per_episode_note(metrics: dict) -> str:
             )
     if not lines:
         return (
-            "**Cheating vs posterior, per episode.** At every C the cheating guardrail has no "
-            "more deaths per episode than the posterior guardrail."
+            "**Cheating vs posterior, per episode.** At no C does the cheating guardrail have "
+            "significantly more deaths per episode than the posterior guardrail (beyond the two "
+            "2·SEM bars)."
         )
     return (
         "**Cheating vs posterior, per episode.** At some C, the guardrail that knows the true "
-        "harm has *more* deaths per episode than the posterior one, so the reading 'cheating is "
-        "safest per episode' does not hold here:\n" + "\n".join(lines)
+        "harm has significantly *more* deaths per episode than the posterior one, so the reading "
+        "'cheating is safest per episode' does not hold here:\n" + "\n".join(lines)
     )
 
 
@@ -365,3 +411,16 @@ def tie_break_note(metrics: dict) -> str:
         f"tie-breaking and {100 * b['deaths']:.1f} % with {other_rule} tie-breaking "
         f"(reward {a['reward']:.1f} vs {b['reward']:.1f}; the {other_rule} run uses one seed)."
     )
+
+
+def can_read(metrics: dict) -> bool:
+    """Whether this version of the code can read ``metrics`` (artefacts of an older version may
+    lack keys); the chapter then shows its own run instead of crashing."""
+    try:
+        check_claims(metrics)
+        miniature_findings(metrics)
+        per_episode_note(metrics)
+        tie_break_note(metrics)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False
+    return True
