@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -80,7 +81,7 @@ class BanditBatch:
     def n_episodes(self) -> int:
         return self.features.shape[0]
 
-    @property
+    @cached_property
     def true_means(self) -> torch.Tensor:
         """[E, A] the arm means under the true hypothesis."""
         idx = self.true_index[:, None, None].expand(-1, self.levels.shape[1], 1)

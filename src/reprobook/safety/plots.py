@@ -9,19 +9,12 @@ import matplotlib.pyplot as plt
 from reprobook.plotting import band_hline, colors, errorbar_line
 from reprobook.safety.study import ALPHA_FREE, alpha_key, c_key, harm_thresholds_in
 
-STYLES = {  # guardrail -> (palette index, line style); distinct in colour and in dash
-    "none": (7, ":"),
-    "cheating": (0, "--"),
-    "posterior": (2, "-."),
-    "iid": (1, (0, (5, 1.5, 1, 1.5, 1, 1.5))),
-    "non-iid": (4, "-"),
-}
-LABELS = {
-    "none": "none",
-    "cheating": "cheating (true harm)",
-    "posterior": "posterior predictive",
-    "iid": "i.i.d. bound",
-    "non-iid": "non-i.i.d. bound",
+STYLES = {  # guardrail -> (label, palette index, line style); distinct in colour and in dash
+    "none": ("none", 7, ":"),
+    "cheating": ("cheating (true harm)", 0, "--"),
+    "posterior": ("posterior predictive", 2, "-."),
+    "iid": ("i.i.d. bound", 1, (0, (5, 1.5, 1, 1.5, 1, 1.5))),
+    "non-iid": ("non-i.i.d. bound", 4, "-"),
 }
 
 
@@ -34,7 +27,7 @@ def plot_guardrail_grid(
     Bands are ±2·SEM.
     """
     palette_colors = colors(10)
-    palette = {g: palette_colors[i] for g, (i, _) in STYLES.items()}
+    palette = {g: palette_colors[i] for g, (_, i, _) in STYLES.items()}
     fig, axes = plt.subplots(2, len(harm_thresholds), figsize=(4.2 * len(harm_thresholds), 6.4),
                              squeeze=False, sharex=True)  # fmt: skip
     for col, c in enumerate(harm_thresholds):
@@ -42,14 +35,12 @@ def plot_guardrail_grid(
         for r, (metric, label) in enumerate((("reward", "mean episode reward"),
                                               ("deaths", "death rate"))):  # fmt: skip
             ax = axes[r, col]
-            band_hline(ax, grid["none"][metric], grid["none"][f"{metric}_2sem"], LABELS["none"],
-                       color=palette["none"], style=STYLES["none"][1])  # fmt: skip
-            for g in ALPHA_FREE:
-                band_hline(ax, row[g][metric], row[g][f"{metric}_2sem"], LABELS[g],
-                           color=palette[g], style=STYLES[g][1])  # fmt: skip
+            for g, cell in [("none", grid["none"]), *((g, row[g]) for g in ALPHA_FREE)]:
+                name, _, style = STYLES[g]
+                band_hline(ax, cell[metric], cell[f"{metric}_2sem"], name, palette[g], style)
             means = [row["non-iid"][alpha_key(a)][metric] for a in alphas]
             errs = [row["non-iid"][alpha_key(a)][f"{metric}_2sem"] for a in alphas]
-            errorbar_line(ax, alphas, means, errs, LABELS["non-iid"], color=palette["non-iid"])
+            errorbar_line(ax, alphas, means, errs, STYLES["non-iid"][0], color=palette["non-iid"])
             ax.set_xscale("log")
             ax.set_ylabel(label)
             if r == 0:

@@ -216,6 +216,11 @@ def _series(grid: dict, c: float) -> dict[str, dict]:
     return out
 
 
+def _meets_guarantee(row: dict, key: str) -> bool:
+    """row[key] is not significantly (by more than 3 SE) below the row's guarantee."""
+    return row[key] >= row["guarantee"] - 3 * row[f"{key}_se"]
+
+
 def _significantly_above(a: dict, b: dict, key: str) -> bool:
     """a[key] exceeds b[key] by more than the two 2·SEM bars together."""
     return a[key] - b[key] > a[f"{key}_2sem"] + b[f"{key}_2sem"]
@@ -290,9 +295,9 @@ def check_claims(metrics: dict) -> dict[str, bool]:
         ("bound_holds_all_steps", "always_over"),
         ("bound_holds", "frequency"),
     ):
-        claims[claim] = all(r[key] >= r["guarantee"] - 3 * r[f"{key}_se"] for r in correct)
+        claims[claim] = all(_meets_guarantee(r, key) for r in correct)
     claims["wrong_prior_breaks_bound"] = any(
-        r["always_over"] < r["guarantee"] - 3 * r["always_over_se"] for r in study["optimistic"]
+        not _meets_guarantee(r, "always_over") for r in study["optimistic"]
     )
     return claims
 
@@ -331,7 +336,7 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     findings["cheating_vs_posterior"] = "cheating vs posterior: " + "; ".join(parts)
     correct = study["correct"]
     live = [r for r in correct if r["guarantee"] > 0]  # alpha >= 1/1024: the bound is 0, vacuous
-    held = sum(r["truth_kept"] >= r["guarantee"] - 3 * r["truth_kept_se"] for r in live)
+    held = sum(_meets_guarantee(r, "truth_kept") for r in live)
     first = correct[0]
     findings["overestimation_bound"] = (
         f"tau_true kept in M_alpha at every step: at or above the guarantee at {held} of the "
@@ -345,9 +350,7 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     )
     opt, excl = study["optimistic"][0], study["truth-excluded"][0]
     broken = [
-        f"{r['alpha']:g}"
-        for r in study["optimistic"]
-        if r["always_over"] < r["guarantee"] - 3 * r["always_over_se"]
+        f"{r['alpha']:g}" for r in study["optimistic"] if not _meets_guarantee(r, "always_over")
     ]
     findings["prior_assumption"] = (
         f"optimistic wrong prior: every-step overestimation below the guarantee at alpha = "
