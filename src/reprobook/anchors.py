@@ -29,6 +29,7 @@ class Anchor:
     figure: str
     tag: str
     verified: bool
+    value: object = None  # optional number(s) for plots, e.g. a speedup; the text stays in paper
 
 
 def anchors_path(chapter: str) -> Path:
@@ -52,7 +53,7 @@ def load_anchors(chapter: str, path: Path | None = None) -> dict[str, Anchor]:
             raise ValueError(f"{path}: anchor {entry['id']!r}: verified must be true or false")
         if entry["id"] in anchors:
             raise ValueError(f"{path}: anchor id {entry['id']!r} appears twice")
-        anchors[entry["id"]] = Anchor(**{k: entry[k] for k in REQUIRED})
+        anchors[entry["id"]] = Anchor(**{k: entry[k] for k in REQUIRED}, value=entry.get("value"))
     return anchors
 
 

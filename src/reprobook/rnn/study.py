@@ -1,0 +1,397 @@
+"""The chapter's four experiments as functions of a config, returning JSON-ready metrics.
+
+1. ``equivalence_study``: the three modes of each min-cell give the same states (float64 and
+   float32), with and without an initial state.
+2. ``speed_study``: time and activation memory of one training step against sequence length.
+3. ``selective_copy_study``: accuracy of 1-, 2-, 3-layer min-RNNs on selective copying.
+4. ``char_lm_study``: test loss of minGRU, minLSTM, GRU and a Transformer of equal size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.std import tqdm
+
+from reprobook.profiles import Config, resolve_profile
+from reprobook.rnn import bench, cells, models, tasks, training
+
+MIN_CELLS = ("mingru", "minlstm")
+LM_MODELS = ("mingru", "minlstm", "gru", "transformer")
+SPEED_VARIANTS = (
+    "mingru/parallel", "mingru/chunked", "mingru/sequential",
+    "minlstm/parallel", "minlstm/chunked", "minlstm/sequential",
+    "gru/step", "lstm/step", "gru/torch", "lstm/torch",
+)  # fmt: skip
+COPY_VOCAB = 16  # the paper's vocabulary, special tokens included
+PROFILES = {
+    "smoke": dict(  # CI: every experiment, small
+        equivalence_lengths=[64, 256], speed_lengths=[64, 128, 256, 512], speed_batch=64,
+        speed_hidden=128, speed_repeats=2, copy_cells=["mingru"], copy_depths=[1, 3],
+        copy_length=64, copy_tokens=4, copy_steps=300, copy_seeds=1, copy_d_model=64,
+        copy_expansion=2.0, lm_models=["mingru", "transformer"], lm_params=60_000,
+        lm_layers=2, lm_context=64, lm_steps=60, lm_seeds=1, lm_max_chars=100_000,
+        lr=3e-3, train_mode="chunked",
+    ),
+    "full": dict(  # the chapter's experiment: T up to 4096, both cells, 3 seeds
+        equivalence_lengths=[64, 256, 1024], speed_lengths=[64, 128, 256, 512, 1024, 2048, 4096],
+        speed_batch=64, speed_hidden=128, speed_repeats=3, copy_cells=["mingru", "minlstm"],
+        copy_depths=[1, 2, 3], copy_length=64, copy_tokens=4, copy_steps=800, copy_seeds=3,
+        copy_d_model=64, copy_expansion=2.0, lm_models=list(LM_MODELS), lm_params=200_000,
+        lm_layers=3, lm_context=128, lm_steps=700, lm_seeds=3, lm_max_chars=None,
+        lr=3e-3, train_mode="chunked",
+    ),
+}  # fmt: skip
+_positive = (lambda n: isinstance(n, int) and n >= 1, "a positive integer")
+_lengths = (lambda ls: len(ls) > 0 and all(isinstance(t, int) and t >= 2 for t in ls),
+            "a non-empty list of integers >= 2")  # fmt: skip
+CONFIG_CHECKS = {
+    "equivalence_lengths": _lengths,
+    "speed_lengths": _lengths,
+    "speed_batch": _positive,
+    "speed_hidden": _positive,
+    "speed_repeats": _positive,
+    "copy_cells": (
+        lambda cs: len(cs) > 0 and set(cs) <= set(MIN_CELLS),
+        f"a subset of {MIN_CELLS}",
+    ),
+    "copy_depths": (
+        lambda ds: len(ds) > 1 and all(d >= 1 for d in ds),
+        "a list of at least two depths >= 1",
+    ),  # fmt: skip
+    "copy_length": _positive,
+    "copy_tokens": _positive,
+    "copy_steps": _positive,
+    "copy_seeds": _positive,
+    "lm_models": (lambda ms: len(ms) > 0 and set(ms) <= set(LM_MODELS), f"a subset of {LM_MODELS}"),
+    "lm_params": (lambda n: n >= 10_000, "at least 10,000"),
+    "lm_steps": _positive,
+    "lm_seeds": _positive,
+    "lm_context": (lambda n: n >= 8, "at least 8"),
+    "train_mode": (lambda m: m in cells.MODES, f"one of {cells.MODES}"),
+}
+
+
+def resolve_config(profile: str, **overrides) -> Config:
+    """A row of ``PROFILES`` with the reader's overrides (``None`` = keep), checked."""
+    config = resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
+    if config.copy_tokens > config.copy_length:
+        raise ValueError(
+            f"copy_tokens ({config.copy_tokens}) must not exceed copy_length ({config.copy_length})"
+        )
+    return config
+
+
+# --- 1. equivalence ----------------------------------------------------------------------------
+
+
+def equivalence_study(lengths: Sequence[int], seed: int, batch: int = 4, hidden: int = 16) -> dict:
+    """Max |parallel - sequential| and |chunked - sequential| per cell, h0 and dtype."""
+    out: dict = {}
+    generator = torch.Generator().manual_seed(seed)
+    for cell_name in MIN_CELLS:
+        for dtype in (torch.float64, torch.float32):
+            for with_h0 in (False, True):
+                worst = {"parallel": 0.0, "chunked": 0.0}
+                for length in lengths:
+                    torch.manual_seed(seed)
+                    cell = _min_cell(cell_name, hidden, hidden).to(dtype)
+                    x = torch.randn(batch, length, hidden, generator=generator).to(dtype)
+                    h0 = None
+                    if with_h0:  # a state the cell itself produced: positive, as in use
+                        h0 = cell(torch.randn(batch, 5, hidden, generator=generator).to(dtype))
+                        h0 = h0[:, -1]
+                    with torch.no_grad():
+                        ref = cell(x, h0=h0, mode="sequential")
+                        for mode in worst:
+                            err = (cell(x, h0=h0, mode=mode) - ref).abs().max().item()
+                            worst[mode] = max(worst[mode], err)
+                key = (
+                    f"{cell_name}/{str(dtype).removeprefix('torch.')}/{'h0' if with_h0 else 'zero'}"
+                )
+                out[key] = worst
+    return out
+
+
+def _min_cell(name: str, d_in: int, d_hidden: int, mode: str = "parallel") -> nn.Module:
+    return (cells.MinGRU if name == "mingru" else cells.MinLSTM)(d_in, d_hidden, mode=mode)
+
+
+# --- 2. speed and memory -----------------------------------------------------------------------
+
+
+def build_speed_variant(variant: str, d_in: int, d_hidden: int) -> nn.Module:
+    """One layer of the speed study, by name (see ``SPEED_VARIANTS``)."""
+    if variant not in SPEED_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(SPEED_VARIANTS)}")
+    kind, how = variant.split("/")
+    if kind in MIN_CELLS:
+        return _min_cell(kind, d_in, d_hidden, mode=how)
+    if how == "step":
+        return (cells.StepGRU if kind == "gru" else cells.StepLSTM)(d_in, d_hidden)
+    return cells.TorchRNN(kind, d_in, d_hidden)
+
+
+def speed_study(
+    lengths: Sequence[int],
+    batch: int,
+    hidden: int,
+    repeats: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    variants: Sequence[str] = SPEED_VARIANTS,
+) -> dict:
+    """Seconds and activation bytes of one training step per variant and length."""
+    device = torch.device(device)
+    timings: dict = {v: {} for v in variants}
+    jobs = [(length, v) for length in lengths for v in variants]
+    for length, variant in tqdm(jobs, desc="speed", mininterval=10):
+        torch.manual_seed(seed)
+        layer = build_speed_variant(variant, hidden, hidden).to(device)
+        x = torch.randn(batch, length, hidden, device=device)
+        timings[variant][str(length)] = bench.time_training_step(layer, x, repeats=repeats)
+    return {"batch": batch, "hidden": hidden, "device": str(device), "timings": timings}
+
+
+def speedup(speed: dict, slow: str, fast: str) -> dict[str, float]:
+    """t(slow) / t(fast) per length: how many times faster ``fast`` trains than ``slow``."""
+    timings = speed["timings"]
+    return {t: timings[slow][t]["seconds"] / timings[fast][t]["seconds"] for t in timings[fast]}
+
+
+def speedup_table(speed: dict) -> dict[str, dict[str, float]]:
+    """The speedups the chapter discusses, keyed ``"<fast> vs <slow>"``."""
+    pairs = [(f"{cell}/{mode}", slow) for cell, base in (("mingru", "gru"), ("minlstm", "lstm"))
+             for mode in ("parallel", "chunked")
+             for slow in (f"{cell}/sequential", f"{base}/step", f"{base}/torch")]  # fmt: skip
+    timings = speed["timings"]
+    return {
+        f"{fast} vs {slow}": speedup(speed, slow, fast)
+        for fast, slow in pairs
+        if fast in timings and slow in timings
+    }
+
+
+# --- 3. selective copying ----------------------------------------------------------------------
+
+
+def copy_model(cell: str, depth: int, config: Config) -> models.RecurrentLM:
+    """The selective-copy model: no conv and no MLP, as in the official configuration."""
+    return models.RecurrentLM(
+        COPY_VOCAB, cell, config.copy_d_model, depth, expansion=config.copy_expansion,
+        conv_kernel=0, mlp=False, mode=config.train_mode,
+    )  # fmt: skip
+
+
+def train_selective_copy(cell: str, depth: int, seed: int, config: Config) -> dict:
+    """Train one copy model; per-token accuracy and exact match on 2,000 fresh test sequences."""
+    torch.manual_seed(seed)
+    model = copy_model(cell, depth, config)
+    data = torch.Generator().manual_seed(seed)
+    length, k = config.copy_length, config.copy_tokens
+
+    def loss_on_batch(module: nn.Module, step: int) -> torch.Tensor:
+        inputs, targets = tasks.selective_copy_batch(64, length, k, COPY_VOCAB, data)
+        logits = module(inputs)[:, -k:]
+        return F.cross_entropy(logits.reshape(-1, COPY_VOCAB), targets.reshape(-1))
+
+    start = time.perf_counter()
+    training.train(model, loss_on_batch, config.copy_steps, config.lr,
+                   desc=f"copy {cell} x{depth} seed {seed}")  # fmt: skip
+    seconds = time.perf_counter() - start
+    test = torch.Generator().manual_seed(10_000 + seed)
+    inputs, targets = tasks.selective_copy_batch(2000, length, k, COPY_VOCAB, test)
+    model.eval()
+    with torch.no_grad():
+        accuracy, exact = tasks.copy_accuracy(model(inputs)[:, -k:], targets)
+    return {"accuracy": accuracy, "exact_match": exact, "seconds": seconds,
+            "params": models.count_parameters(model)}  # fmt: skip
+
+
+def selective_copy_study(config: Config, seeds: Sequence[int]) -> dict:
+    """``{cell: {depth: {accuracy: [per seed], exact_match: [...], params, seconds}}}``."""
+    out: dict = {}
+    for cell in config.copy_cells:
+        out[cell] = {}
+        for depth in config.copy_depths:
+            runs = [train_selective_copy(cell, depth, s, config) for s in seeds]
+            out[cell][str(depth)] = {
+                "accuracy": [r["accuracy"] for r in runs],
+                "exact_match": [r["exact_match"] for r in runs],
+                "params": runs[0]["params"],
+                "seconds": sum(r["seconds"] for r in runs),
+            }
+    return out
+
+
+# --- 4. character language model ---------------------------------------------------------------
+
+
+def build_lm(kind: str, vocab: int, d_model: int, config: Config) -> nn.Module:
+    """A character LM of width ``d_model``: recurrent blocks (conv 4 + MLP) or a Transformer."""
+    if kind == "transformer":
+        return models.CausalTransformer(vocab, d_model, config.lm_layers, 4, config.lm_context)
+    return models.RecurrentLM(vocab, kind, d_model, config.lm_layers, conv_kernel=4, mlp=True,
+                              mode=config.train_mode)  # fmt: skip
+
+
+def width_for_budget(build: Callable[[int], nn.Module], target: int, step: int = 4) -> int:
+    """The width (a multiple of ``step``) whose model's parameter count is closest to ``target``."""
+    widths = range(step, 1025, step)
+    return min(widths, key=lambda d: abs(models.count_parameters(build(d)) - target))
+
+
+def train_char_lm(kind: str, seed: int, corpus: tasks.CharCorpus, config: Config) -> dict:
+    """Train one LM; validation loss along the way and test loss (nats per char) at the end."""
+    width = width_for_budget(lambda d: build_lm(kind, corpus.vocab, d, config), config.lm_params)
+    torch.manual_seed(seed)
+    model = build_lm(kind, corpus.vocab, width, config)
+    data = torch.Generator().manual_seed(seed)
+    context, vocab = config.lm_context, corpus.vocab
+    val = tasks.sequential_windows(corpus.val, context)
+    test = tasks.sequential_windows(corpus.test, context)
+
+    def loss_on_batch(module: nn.Module, step: int) -> torch.Tensor:
+        inputs, targets = tasks.random_windows(corpus.train, 32, context, data)
+        return F.cross_entropy(module(inputs).reshape(-1, vocab), targets.reshape(-1))
+
+    def mean_loss(module: nn.Module, windows: tuple[torch.Tensor, torch.Tensor]) -> float:
+        inputs, targets = windows
+        return F.cross_entropy(module(inputs).reshape(-1, vocab), targets.reshape(-1)).item()
+
+    start = time.perf_counter()
+    history = training.train(
+        model, loss_on_batch, config.lm_steps, config.lr, evaluate=lambda m: mean_loss(m, val),
+        eval_every=max(1, config.lm_steps // 7), desc=f"LM {kind} seed {seed}",
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    model.eval()
+    with torch.no_grad():
+        test_loss = mean_loss(model, test)
+    return {
+        "test_loss": test_loss, "val_steps": history["eval_step"], "val_loss": history["eval"],
+        "params": models.count_parameters(model), "width": width, "seconds": seconds,
+    }  # fmt: skip
+
+
+def char_lm_study(config: Config, seeds: Sequence[int]) -> dict:
+    """``{corpus: {...}, models: {kind: {test_loss: [per seed], val_loss: [[...]], ...}}}``."""
+    corpus = tasks.load_char_corpus(config.lm_max_chars)
+    out: dict = {"corpus": {"source": corpus.source, "sha256": corpus.sha256,
+                            "vocab": corpus.vocab, "train_chars": len(corpus.train),
+                            "test_chars": len(corpus.test)}, "models": {}}  # fmt: skip
+    for kind in config.lm_models:
+        runs = [train_char_lm(kind, s, corpus, config) for s in seeds]
+        out["models"][kind] = {
+            "test_loss": [r["test_loss"] for r in runs],
+            "val_steps": runs[0]["val_steps"],
+            "val_loss": [r["val_loss"] for r in runs],
+            "params": runs[0]["params"],
+            "width": runs[0]["width"],
+            "seconds": sum(r["seconds"] for r in runs),
+        }
+    return out
+
+
+# --- claims and findings -----------------------------------------------------------------------
+
+
+def check_claims(metrics: dict) -> dict[str, bool]:
+    """Every claim the chapter tests, true or false, from the metrics alone."""
+    claims: dict[str, bool] = {}
+    eq = metrics["equivalence"]
+    claims["modes_agree_float64"] = all(
+        max(v.values()) <= 1e-5 for k, v in eq.items() if "/float64/" in k
+    )
+    claims["modes_agree_float32"] = all(
+        max(v.values()) <= 1e-3 for k, v in eq.items() if "/float32/" in k
+    )
+    ups = speedup_table(metrics["speed"])
+    ratios_512 = metrics["speed_ratios_512"]
+    claims["parallel_faster_than_sequential_512"] = all(
+        ratios_512[f"{c}/parallel vs {c}/sequential"] > 1 for c in MIN_CELLS
+    )
+    claims["chunked_faster_than_sequential_512"] = all(
+        ratios_512[f"{c}/chunked vs {c}/sequential"] > 1 for c in MIN_CELLS
+    )
+    grows = []
+    for c, base in (("mingru", "gru"), ("minlstm", "lstm")):
+        for slow in (f"{c}/sequential", f"{base}/step"):
+            curve = ups[f"{c}/parallel vs {slow}"]
+            lengths = sorted(curve, key=int)
+            grows.append(curve[lengths[-1]] > curve[lengths[0]])
+    claims["parallel_speedup_grows_with_length"] = all(grows)
+    copy = metrics["selective_copy"]
+    deeper = []
+    for per_depth in copy.values():
+        depths = sorted(per_depth, key=int)
+        shallow, deep = per_depth[depths[0]]["accuracy"], per_depth[depths[-1]]["accuracy"]
+        deeper.append(float(np.mean(deep)) > float(np.mean(shallow)))
+    claims["deeper_copies_better"] = all(deeper)
+    return claims
+
+
+def speed_ratios_at(speed: dict, length: int) -> dict[str, float]:
+    """The speedups of ``speedup_table`` at one length (``nan`` where it was not timed)."""
+    return {
+        name: curve.get(str(length), float("nan")) for name, curve in speedup_table(speed).items()
+    }
+
+
+def can_read(metrics: dict) -> bool:
+    """Whether ``metrics`` has the fields this version of the chapter reads."""
+    needed = ("equivalence", "speed", "speed_ratios_512", "selective_copy", "char_lm", "claims")
+    return all(k in metrics for k in needed)
+
+
+def _mean_sd(values: Sequence[float], scale: float = 1.0) -> str:
+    values = np.asarray(values, dtype=float) * scale
+    if len(values) == 1:
+        return f"{values[0]:.1f} (1 seed)"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f} ({len(values)} seeds)"
+
+
+def miniature_findings(metrics: dict) -> dict[str, str]:
+    """What this run found, as text keyed by anchor id, for the paper-vs-miniature table."""
+    speed = metrics["speed"]
+    where = f"{speed['device']}, batch {speed['batch']}, hidden {speed['hidden']}"
+    findings: dict[str, str] = {}
+    ups = speedup_table(speed)
+    for length in ("512", "4096"):
+        parts = []
+        for c, base in (("mingru", "gru"), ("minlstm", "lstm")):
+            for mode in ("parallel", "chunked"):
+                value = ups[f"{c}/{mode} vs {base}/step"].get(length)
+                if value is not None:
+                    parts.append(f"{c} {mode}: {value:.2f}×")
+        findings[f"speedup_{length}"] = (
+            f"{'; '.join(parts)} vs our GRU/LSTM step loop ({where})" if parts
+            else f"not timed at T = {length} in this run"
+        )  # fmt: skip
+    timings = speed["timings"]
+    t_max = max(timings["mingru/parallel"], key=int)
+    memory = timings["mingru/parallel"][t_max]["activation_bytes"] / max(
+        timings["gru/step"][t_max]["activation_bytes"], 1
+    )
+    findings["memory"] = (
+        f"minGRU parallel keeps {memory:.2f}× the activation memory of the GRU step loop "
+        f"at T = {t_max} ({where})"
+    )
+    copy = metrics["selective_copy"]
+    for depth in ("1", "2", "3"):
+        parts = [f"{cell} {_mean_sd(per_depth[depth]['accuracy'], 100)}"
+                 for cell, per_depth in copy.items() if depth in per_depth]  # fmt: skip
+        if parts:
+            findings[f"copy_{depth}_layers"] = "; ".join(parts) + " % per-token accuracy"
+    lm = metrics["char_lm"]["models"]
+    parts = [f"{kind} {np.mean(m['test_loss']):.3f}" for kind, m in lm.items()]
+    findings["char_lm"] = (
+        f"test loss (nats/char, mean of {len(next(iter(lm.values()))['test_loss'])} seeds): "
+        + ", ".join(parts) + f"; on {metrics['char_lm']['corpus']['source']}, not Shakespeare"
+    )  # fmt: skip
+    return findings
