@@ -71,7 +71,7 @@ class _MinCell(nn.Module):
         _check_input(x, self.d_in)
         h0 = self.initial_state(x.shape[0], h0, x)
         if mode == "sequential":
-            h = torch.zeros(x.shape[0], self.d_hidden, dtype=x.dtype) if h0 is None else h0
+            h = x.new_zeros(x.shape[0], self.d_hidden) if h0 is None else h0
             states = []
             for x_t in x.unbind(1):
                 h = self.step(x_t, h)

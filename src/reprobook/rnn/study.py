@@ -32,7 +32,7 @@ COPY_VOCAB = 16  # the paper's vocabulary, special tokens included
 PROFILES = {
     "smoke": dict(  # CI: every experiment, small
         equivalence_lengths=[64, 256], speed_lengths=[64, 128, 256, 512], speed_batch=64,
-        speed_hidden=128, speed_repeats=2, copy_cells=["mingru"], copy_depths=[1, 3],
+        speed_hidden=128, speed_repeats=3, copy_cells=["mingru"], copy_depths=[1, 3],
         copy_length=64, copy_tokens=4, copy_steps=300, copy_seeds=1, copy_d_model=64,
         copy_expansion=2.0, lm_models=["mingru", "transformer"], lm_params=60_000,
         lm_layers=2, lm_context=64, lm_steps=60, lm_seeds=1, lm_max_chars=100_000,
@@ -41,9 +41,9 @@ PROFILES = {
     "full": dict(  # the chapter's experiment: T up to 4096, both cells, 3 seeds
         equivalence_lengths=[64, 256, 1024], speed_lengths=[64, 128, 256, 512, 1024, 2048, 4096],
         speed_batch=64, speed_hidden=128, speed_repeats=3, copy_cells=["mingru", "minlstm"],
-        copy_depths=[1, 2, 3], copy_length=64, copy_tokens=4, copy_steps=800, copy_seeds=3,
+        copy_depths=[1, 2, 3], copy_length=64, copy_tokens=4, copy_steps=600, copy_seeds=3,
         copy_d_model=64, copy_expansion=2.0, lm_models=list(LM_MODELS), lm_params=200_000,
-        lm_layers=3, lm_context=128, lm_steps=700, lm_seeds=3, lm_max_chars=None,
+        lm_layers=3, lm_context=128, lm_steps=500, lm_seeds=3, lm_max_chars=0,
         lr=3e-3, train_mode="chunked",
     ),
 }  # fmt: skip
@@ -73,6 +73,7 @@ CONFIG_CHECKS = {
     "lm_steps": _positive,
     "lm_seeds": _positive,
     "lm_context": (lambda n: n >= 8, "at least 8"),
+    "lm_max_chars": (lambda n: n == 0 or n >= 1000, "0 (the whole corpus) or at least 1000"),
     "train_mode": (lambda m: m in cells.MODES, f"one of {cells.MODES}"),
 }
 
@@ -242,8 +243,15 @@ def build_lm(kind: str, vocab: int, d_model: int, config: Config) -> nn.Module:
 
 def width_for_budget(build: Callable[[int], nn.Module], target: int, step: int = 4) -> int:
     """The width (a multiple of ``step``) whose model's parameter count is closest to ``target``."""
-    widths = range(step, 1025, step)
-    return min(widths, key=lambda d: abs(models.count_parameters(build(d)) - target))
+    low, high = 1, 1024 // step  # parameter counts grow with width: bisect, then pick the nearer
+    while low < high:
+        mid = (low + high) // 2
+        if models.count_parameters(build(mid * step)) < target:
+            low = mid + 1
+        else:
+            high = mid
+    candidates = {max(1, low - 1) * step, low * step}
+    return min(sorted(candidates), key=lambda d: abs(models.count_parameters(build(d)) - target))
 
 
 def train_char_lm(kind: str, seed: int, corpus: tasks.CharCorpus, config: Config) -> dict:
@@ -395,3 +403,72 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         + ", ".join(parts) + f"; on {metrics['char_lm']['corpus']['source']}, not Shakespeare"
     )  # fmt: skip
     return findings
+
+
+def paper_speedups(anchor_map: dict) -> dict[int, dict[str, float]]:
+    """The paper's speedups ``{T: {cell: x}}`` from the anchors' ``value`` fields, for plots."""
+    return {
+        int(anchor_id.removeprefix("speedup_")): dict(anchor.value)
+        for anchor_id, anchor in anchor_map.items()
+        if anchor_id.startswith("speedup_") and anchor.value
+    }
+
+
+def reading_notes(metrics: dict) -> str:
+    """The chapter's reading of a run, as Markdown, every statement computed from ``metrics``."""
+    claims = metrics["claims"]
+    speed = metrics["speed"]
+    ups = speedup_table(speed)
+    lengths = sorted(next(iter(ups.values())), key=int)
+    t_min, t_max = lengths[0], lengths[-1]
+    lines = [f"**Reading the results** (speed measured on {speed['device']}):", ""]
+    for c in MIN_CELLS:
+        log_seq = ups[f"{c}/parallel vs {c}/sequential"]
+        chunk_seq = ups[f"{c}/chunked vs {c}/sequential"]
+        lines.append(
+            f"- **{c}.** Against its own step loop, the log-space scan is "
+            f"{log_seq[t_min]:.2f}× as fast at T = {t_min} and {log_seq[t_max]:.2f}× at "
+            f"T = {t_max}; the chunked scan {chunk_seq[t_min]:.2f}× and {chunk_seq[t_max]:.2f}×."
+        )
+    grows = claims["parallel_speedup_grows_with_length"]
+    lines.append(
+        "- **Growth with T.** The log-space scan's speedup "
+        + ("grows" if grows else "does **not** grow")
+        + f" from T = {t_min} to T = {t_max} against both the min-cell and the classic step loops."
+        + ("" if grows else " The paper's growing speedup is not reproduced on this device.")
+    )
+    timings = speed["timings"]
+    memory = timings["mingru/parallel"][t_max]["activation_bytes"] / max(
+        timings["gru/step"][t_max]["activation_bytes"], 1
+    )
+    lines.append(
+        f"- **Memory.** At T = {t_max} the log-space minGRU keeps {memory:.2f}× the activation "
+        "memory of the GRU step loop."
+    )
+    copy = metrics["selective_copy"]
+    parts = []
+    for cell, per_depth in copy.items():
+        depths = sorted(per_depth, key=int)
+        accs = ", ".join(
+            f"{d} layer{'s' if d != '1' else ''} {100 * np.mean(per_depth[d]['accuracy']):.1f} %"
+            for d in depths
+        )
+        parts.append(f"{cell}: {accs}")
+    lines.append(
+        "- **Selective copying.** "
+        + "; ".join(parts)
+        + ". The deepest models copy "
+        + ("better" if claims["deeper_copies_better"] else "**not** better")
+        + " than one layer."
+    )
+    lm = metrics["char_lm"]["models"]
+    losses = {kind: float(np.mean(m["test_loss"])) for kind, m in lm.items()}
+    best = min(losses, key=losses.get)
+    text = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
+    lines.append(f"- **Language model.** Test loss {text}; the lowest is {best}.")
+    if "transformer" in losses:
+        for c in MIN_CELLS:
+            if c in losses:
+                gap = losses[c] - losses["transformer"]
+                lines.append(f"  - {c} minus Transformer: {gap:+.3f} nats per character.")
+    return "\n".join(lines)

@@ -75,7 +75,8 @@ def load_char_corpus(
 ) -> CharCorpus:
     """Python's ``pydoc_data.topics`` text (topics in sorted order), as character tokens.
 
-    ``max_chars`` keeps only the first characters (smaller runs); the last ``val_frac`` and
+    ``max_chars`` keeps only the first characters (smaller runs; 0 or None: the whole text); the
+    last ``val_frac`` and
     ``test_frac`` of the text are the validation and test streams.
     """
     from pydoc_data.topics import topics
@@ -83,7 +84,7 @@ def load_char_corpus(
     if not (0 < val_frac < 0.5 and 0 < test_frac < 0.5):
         raise ValueError(f"val_frac and test_frac must be in (0, 0.5), got {val_frac}, {test_frac}")
     text = "\n\n".join(topics[key] for key in sorted(topics))
-    if max_chars is not None:
+    if max_chars:
         if max_chars < 1000:
             raise ValueError(f"max_chars must be at least 1000, got {max_chars}")
         text = text[:max_chars]
@@ -106,9 +107,9 @@ def random_windows(
     stream: Tensor, batch: int, context: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
     """``batch`` random windows of ``context`` tokens and their next-token targets."""
-    if len(stream) <= context + 1:
+    if len(stream) < context + 1:
         raise ValueError(f"stream of {len(stream)} tokens is too short for context {context}")
-    starts = torch.randint(0, len(stream) - context - 1, (batch,), generator=generator)
+    starts = torch.randint(0, len(stream) - context, (batch,), generator=generator)
     offsets = torch.arange(context + 1)
     windows = stream[starts[:, None] + offsets]
     return windows[:, :-1], windows[:, 1:]
