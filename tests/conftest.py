@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from reprobook.chapters import Chapter
 from reprobook.runner import ChapterRunError, run_chapter
@@ -23,6 +24,17 @@ class SmokeRun:
 
 
 _SMOKE_RUNS: dict[str, SmokeRun] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Unit tests use small tensors: one thread is as fast, and immune to a busy machine (two
+    threads on two cores shared with another job made single runs up to 100x slower). Chapter
+    smoke runs happen in their own kernels and are not affected."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

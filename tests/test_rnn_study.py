@@ -12,16 +12,6 @@ from torch import nn
 
 from reprobook.rnn import cells, models, study
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small tensors: one thread is as fast, and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------------------------
 # profiles
 # --------------------------------------------------------------------------------------------

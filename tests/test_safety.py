@@ -25,17 +25,6 @@ from reprobook.safety.bandit import (
 from reprobook.safety.experiments import mean_and_2sem, run_guarded_episodes, run_overestimation
 from reprobook.safety.guardrails import log_harm_estimates, m_alpha_mask, m_alpha_masks
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These tensors are small: one thread is as fast, and immune to a busy machine (two threads
-    on two cores shared with another job made single runs up to 100x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = BanditSpec(n_arms=4, n_features=4)
 SMALL_THRESHOLD = 2.0
 ALPHAS = [0.0, 1e-3, 0.02, 0.1, 0.3, 0.7, 1.0]

@@ -43,15 +43,6 @@ from reprobook.safety.guardrails import log_harm_estimates, m_alpha_mask, m_alph
 matplotlib.use("Agg")  # pyplot picks its backend lazily, so this holds for every figure below
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small tensors: one thread is as fast, and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SPEC = BanditSpec()  # the paper's 10 arms, 10 features, 1024 theories
 THRESHOLD = 4.0
 SUMMARY_KEYS = {

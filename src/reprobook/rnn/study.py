@@ -40,7 +40,7 @@ PROFILES = {
     ),
     "full": dict(  # the chapter's experiment: T up to 4096, both cells, 3 seeds
         equivalence_lengths=[64, 256, 1024], speed_lengths=[64, 128, 256, 512, 1024, 2048, 4096],
-        speed_batch=64, speed_hidden=128, speed_repeats=3, copy_cells=["mingru", "minlstm"],
+        speed_batch=64, speed_hidden=128, speed_repeats=2, copy_cells=["mingru", "minlstm"],
         copy_depths=[1, 2, 3], copy_length=64, copy_tokens=4, copy_steps=600, copy_seeds=3,
         copy_d_model=64, copy_expansion=2.0, lm_models=list(LM_MODELS), lm_params=200_000,
         lm_layers=3, lm_context=128, lm_steps=500, lm_seeds=3, lm_max_chars=0,
@@ -156,6 +156,8 @@ def speed_study(
         layer = build_speed_variant(variant, hidden, hidden).to(device)
         x = torch.randn(batch, length, hidden, device=device)
         timings[variant][str(length)] = bench.time_training_step(layer, x, repeats=repeats)
+        del layer, x
+        bench.release_memory()
     return {"batch": batch, "hidden": hidden, "device": str(device), "timings": timings}
 
 
