@@ -1,0 +1,330 @@
+"""Chapter 6's studies as functions of a config, returning JSON-ready metrics.
+
+``mode_discovery`` trains every arm on the main grid for each seed (all arms of a seed start
+from the same student initialisation); ``sample_map`` trains every arm once on a 2-D grid and
+keeps where each sampled, for the picture. ``check_claims`` and ``miniature_findings`` read only
+the metrics, so the chapter's text can be recomputed from a saved run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from reprobook.gfn.grid import (
+    all_states,
+    make_deceptive_grid,
+    mode_coordinates,
+    n_mode_states,
+    official_terminal_mask,
+    target_distribution,
+)
+from reprobook.gfn.training import ARM_LABELS, ARMS, TrainSettings, buffer_capacity, train_arm
+from reprobook.profiles import Config, resolve_profile
+
+# Fixed settings of the official grid code (grid/trainer.py, grid/run.sh), shared by all profiles.
+PAPER_SETTINGS = dict(
+    batch_size=16, lr=1e-3, lr_logz=1e-1, clip_grad_norm=1.0, hidden_dim=256, n_layers=2,
+    rank_weight=1e-2,
+)  # fmt: skip
+PROFILES = {
+    "smoke": dict(  # CI: the 2-D grid, TB against the teacher, one seed
+        ndim=2, height=16, n_iterations=400, arms=["tb", "teacher"], n_seeds=1,
+        eval_samples=10_000, map_height=16, map_iterations=300, map_arms=["tb", "teacher"],
+        C=19.0, alpha=0.0, epsilon=0.01, **PAPER_SETTINGS,
+    ),
+    "full": dict(  # d = 4, H = 16 (81 mode states), four arms, three seeds
+        ndim=4, height=16, n_iterations=2000, arms=list(ARMS), n_seeds=3,
+        eval_samples=100_000, map_height=32, map_iterations=1000, map_arms=list(ARMS),
+        C=19.0, alpha=0.0, epsilon=0.01, **PAPER_SETTINGS,
+    ),
+}  # fmt: skip
+CONFIG_CHECKS = {
+    "ndim": (lambda n: 1 <= n <= 6, "an integer in [1, 6] (the state space is H^d)"),
+    "height": (lambda h: 5 <= h <= 64 and bool(mode_coordinates(h)), "an integer in [5, 64]"),
+    "n_iterations": (lambda n: n >= 10, "an integer >= 10"),
+    "arms": (
+        lambda a: len(a) > 0 and all(x in ARMS for x in a) and len(set(a)) == len(a),
+        f"a non-empty list of distinct arms from {list(ARMS)}",
+    ),
+    "n_seeds": (lambda n: n >= 1, "a positive integer"),
+    "eval_samples": (lambda n: n >= 100, "an integer >= 100"),
+    "map_height": (lambda h: 5 <= h <= 64 and bool(mode_coordinates(h)), "an integer in [5, 64]"),
+    "map_iterations": (lambda n: n >= 10, "an integer >= 10"),
+    "map_arms": (
+        lambda a: len(a) > 0 and all(x in ARMS for x in a) and len(set(a)) == len(a),
+        f"a non-empty list of distinct arms from {list(ARMS)}",
+    ),
+    "C": (lambda c: c >= 0, "a number >= 0"),
+    "alpha": (lambda a: a >= 0, "a number >= 0"),
+    "epsilon": (lambda e: 0 <= e <= 1, "a number in [0, 1]"),
+}
+METRICS_VERSION = 1
+
+
+def resolve_config(profile: str, **overrides) -> Config:
+    """The chapter's configuration: a row of ``PROFILES`` with the reader's overrides, checked."""
+    return resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
+
+
+def train_settings(config: Config, n_iterations: int, eval_samples: int) -> TrainSettings:
+    return TrainSettings(
+        n_iterations=n_iterations, batch_size=config.batch_size, lr=config.lr,
+        lr_logz=config.lr_logz, clip_grad_norm=config.clip_grad_norm, epsilon=config.epsilon,
+        C=config.C, alpha=config.alpha, rank_weight=config.rank_weight,
+        hidden_dim=config.hidden_dim, n_layers=config.n_layers, eval_samples=eval_samples,
+    )  # fmt: skip
+
+
+def grid_facts(ndim: int, height: int) -> dict:
+    """The grid's mode convention and terminal sets, for the chapter's text and checks."""
+    coords = mode_coordinates(height)
+    states = all_states(ndim, height)
+    in_band_eps = [
+        x for x in range(height) if 0.3 + 1e-12 < abs(x / (height - 1) - 0.5) < 0.4 - 1e-12
+    ]
+    return {
+        "ndim": ndim,
+        "height": height,
+        "mode_coordinates": coords,
+        "n_mode_states": n_mode_states(ndim, height),
+        "torchgfn_mode_coordinates": in_band_eps,
+        "torchgfn_n_mode_states": len(in_band_eps) ** ndim,
+        "n_states": int(states.shape[0]),
+        "n_official_terminal_states": int(official_terminal_mask(ndim, height).sum()),
+        "buffer_capacity": buffer_capacity(ndim, height),
+        "target_mass_on_modes": float(
+            target_distribution(ndim, height)[np.isin(states.numpy(), coords).all(-1)].sum()
+        ),
+    }
+
+
+def mode_discovery(config: Config, seeds: Sequence[int], progress: bool = True) -> dict:
+    """Train every arm for each seed on the main grid; per arm, one summary per seed."""
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    env = make_deceptive_grid(config.ndim, config.height)
+    settings = train_settings(config, config.n_iterations, config.eval_samples)
+    runs: dict[str, list[dict]] = {arm: [] for arm in config.arms}
+    for seed in seeds:
+        for arm in config.arms:
+            runs[arm].append(train_arm(arm, env, settings, seed, progress).summary())
+    return runs
+
+
+def sample_map(config: Config, seed: int, progress: bool = True) -> dict:
+    """Every map arm trained once on the 2-D grid; visit counts of its training samples."""
+    env = make_deceptive_grid(2, config.map_height)
+    settings = train_settings(config, config.map_iterations, eval_samples=10_000)
+    out = {"height": config.map_height, "iterations": config.map_iterations, "seed": seed}
+    out["target"] = target_distribution(2, config.map_height).reshape(2 * (config.map_height,))
+    out["target"] = out["target"].tolist()
+    out["arms"] = {}
+    for arm in config.map_arms:
+        run = train_arm(arm, env, settings, seed, progress)
+        out["arms"][arm] = {
+            "counts": run.visit_counts.reshape(2 * (config.map_height,)).tolist(),
+            "final_modes": run.modes_found[-1],
+            "n_mode_states": run.n_mode_states,
+        }
+    return out
+
+
+def aggregate(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per arm: mean and standard error over seeds of final modes and of both L1 conventions."""
+
+    def mean_se(values: list[float]) -> tuple[float, float]:
+        v = np.asarray(values, dtype=float)
+        se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+        return float(v.mean()), se
+
+    out = {}
+    for arm, per_seed in runs.items():
+        row: dict = {"label": ARM_LABELS[arm], "n_seeds": len(per_seed)}
+        row["final_modes"], row["final_modes_se"] = mean_se([r["final_modes"] for r in per_seed])
+        row["final_modes_per_seed"] = [r["final_modes"] for r in per_seed]
+        row["samples_to_all_modes_per_seed"] = [r["samples_to_all_modes"] for r in per_seed]
+        for which in ("eval_l1", "train_l1"):
+            for conv in ("mean", "sum"):
+                row[f"{which}_{conv}"], row[f"{which}_{conv}_se"] = mean_se(
+                    [r[which][conv] for r in per_seed]
+                )
+        row["eval_modes"] = float(np.mean([r["eval_modes"] for r in per_seed]))
+        row["ms_per_iteration"] = float(np.mean([r["ms_per_iteration"] for r in per_seed]))
+        row["samples"] = per_seed[0]["samples"][-1]
+        out[arm] = row
+    return out
+
+
+def results_table(agg: dict[str, dict], grid: dict) -> pd.DataFrame:
+    """Modes found and both L1 conventions per arm, mean ± standard error over seeds."""
+    rows = []
+    for row in agg.values():
+        rows.append({
+            "method": row["label"],
+            f"modes found (of {grid['n_mode_states']})": (
+                f"{row['final_modes']:.1f} ± {row['final_modes_se']:.1f}"
+            ),
+            "per seed": "/".join(str(m) for m in row["final_modes_per_seed"]),
+            "samples to find all (per seed)": "/".join(
+                "—" if n is None else f"{n:,}" for n in row["samples_to_all_modes_per_seed"]
+            ),
+            "eval L1, mean (×1e-5)": (
+                f"{row['eval_l1_mean'] * 1e5:.3f} ± {row['eval_l1_mean_se'] * 1e5:.3f}"
+            ),
+            "eval L1, sum": f"{row['eval_l1_sum']:.3f} ± {row['eval_l1_sum_se']:.3f}",
+            "train L1, mean (×1e-5)": f"{row['train_l1_mean'] * 1e5:.3f}",
+            "train L1, sum": f"{row['train_l1_sum']:.3f}",
+            "modes in eval samples": f"{row['eval_modes']:.1f}",
+            "ms / iteration": f"{row['ms_per_iteration']:.0f}",
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("method")
+
+
+def check_claims(metrics: dict) -> dict[str, bool]:
+    """The chapter's claims, each computed from the metrics.
+
+    - ``curves_monotone``: every modes-found curve is non-decreasing and ends at its final count
+      (sanity);
+    - ``l1_conventions_agree``: every run's summed L1 equals its mean L1 times the number of
+      states (sanity: the two conventions differ only by that factor);
+    - ``equal_samples``: every arm drew the same number of fresh trajectories (PRT's extra
+      iterations are replays), so the curves compare like with like;
+    - ``teacher_ge_tb``: the teacher's modes found, averaged over seeds, are >= TB's;
+    - ``teacher_ge_every_baseline``: ... >= every baseline arm's (the headline claim);
+    - ``teacher_gt_every_baseline``: strictly more than every baseline (reported).
+    """
+    runs, agg = metrics["runs"], metrics["aggregate"]
+    n_states = metrics["grid"]["n_states"]
+    claims = {
+        "curves_monotone": all(
+            all(b >= a for a, b in zip(r["modes_found"], r["modes_found"][1:], strict=False))
+            and r["modes_found"][-1] == r["final_modes"]
+            for per_seed in runs.values()
+            for r in per_seed
+        ),
+        "l1_conventions_agree": all(
+            math.isclose(r[w]["sum"], r[w]["mean"] * n_states, rel_tol=1e-9)
+            for per_seed in runs.values()
+            for r in per_seed
+            for w in ("eval_l1", "train_l1")
+        ),
+        "equal_samples": len({row["samples"] for row in agg.values()}) == 1,
+    }
+    if "teacher" in agg:
+        baselines = [a for a in agg if a != "teacher"]
+        teacher = agg["teacher"]["final_modes"]
+        if "tb" in agg:
+            claims["teacher_ge_tb"] = teacher >= agg["tb"]["final_modes"]
+        if baselines:
+            claims["teacher_ge_every_baseline"] = all(
+                teacher >= agg[a]["final_modes"] for a in baselines
+            )
+            claims["teacher_gt_every_baseline"] = all(
+                teacher > agg[a]["final_modes"] for a in baselines
+            )
+    return claims
+
+
+def can_read(metrics: dict) -> bool:
+    """Whether saved metrics have the layout this version of the chapter reads."""
+    return metrics.get("metrics_version") == METRICS_VERSION and {
+        "grid", "runs", "aggregate", "map", "claims",
+    } <= set(metrics)  # fmt: skip
+
+
+def _modes(row: dict, total: int) -> str:
+    per_seed = "/".join(str(m) for m in row["final_modes_per_seed"])
+    return f"{row['final_modes']:.1f} of {total} (seeds: {per_seed})"
+
+
+def miniature_findings(metrics: dict) -> dict[str, str]:
+    """What this book's run found, in words, keyed by the ids of the chapter's anchors."""
+    grid, agg = metrics["grid"], metrics["aggregate"]
+    total = grid["n_mode_states"]
+    setting = (
+        f"torchgfn HyperGrid d = {grid['ndim']}, H = {grid['height']}, official float64 reward "
+        f"({total} mode states); {metrics['n_iterations']} iterations × batch 16 "
+        f"({next(iter(agg.values()))['samples']:,} sampled trajectories) per arm, "
+        f"{metrics['n_seeds']} seed(s)"
+    )
+    modes = "; ".join(f"{row['label']} {_modes(row, total)}" for row in agg.values())
+    l1 = "; ".join(
+        f"{row['label']} {row['eval_l1_mean'] * 1e5:.3f}e-5 (sum {row['eval_l1_sum']:.3f})"
+        for row in agg.values()
+    )
+    ordering = "holds" if metrics["claims"].get("teacher_ge_every_baseline") else "does not hold"
+    return {
+        "main_claim": f"modes found: teacher ≥ every baseline {ordering} in this run",
+        "grid_setting": setting,
+        "grid_modes": modes,
+        "grid_l1": "eval L1 (mean over states; sum in brackets): " + l1,
+        "reference_run_modes": modes,
+        "reference_run_l1": l1,
+        "settings": (
+            f"C = {metrics['C']:g}, α = {metrics['alpha']:g}, ε = {metrics['epsilon']:g}, "
+            "batch 16, Adam 1e-3 (log Z 1e-1), clip 1.0"
+        ),
+    }
+
+
+def reading_notes(metrics: dict) -> str:
+    """Markdown describing the run from its numbers (no number is typed by hand)."""
+    agg, grid, claims = metrics["aggregate"], metrics["grid"], metrics["claims"]
+    total = grid["n_mode_states"]
+    lines = []
+    if "teacher" in agg:
+        t = agg["teacher"]
+        for arm, row in agg.items():
+            if arm == "teacher":
+                continue
+            gap = t["final_modes"] - row["final_modes"]
+            se = math.hypot(t["final_modes_se"], row["final_modes_se"])
+            lines.append(
+                f"- Teacher vs {row['label']}: {t['final_modes']:.1f} against "
+                f"{row['final_modes']:.1f} of {total} mode states (difference {gap:+.1f}, "
+                f"± {se:.1f} standard error over {row['n_seeds']} seed(s))."
+            )
+    head = (
+        "**Mode discovery.** The headline ordering (teacher ≥ every baseline, mean over seeds) "
+        + ("**holds**" if claims.get("teacher_ge_every_baseline") else "**does not hold**")
+        + " in this run."
+    )
+    best_l1 = min(agg.values(), key=lambda r: r["eval_l1_mean"])
+    l1 = (
+        f"**Distribution fit.** The lowest eval L1 is {best_l1['label']}'s "
+        f"({best_l1['eval_l1_mean']:.3g} mean over {grid['n_states']:,} states). "
+        + "Eval L1 of every arm: "
+        + ", ".join(
+            f"{r['label']} {r['eval_l1_mean']:.3g} ± {r['eval_l1_mean_se']:.1g}"
+            for r in agg.values()
+        )
+        + ". Differences smaller than the standard errors are not differences."
+    )
+    return "\n".join([head, *lines, "", l1])
+
+
+def run_all(config: Config, seeds: Sequence[int], progress: bool = True) -> dict:
+    """Both studies, with timings, as one metrics dict (claims added by the caller)."""
+    started = time.perf_counter()
+    runs = mode_discovery(config, seeds, progress)
+    discovery_s = time.perf_counter() - started
+    sample_map_metrics = sample_map(config, seeds[0], progress)
+    return {
+        "metrics_version": METRICS_VERSION,
+        "grid": grid_facts(config.ndim, config.height),
+        "n_iterations": config.n_iterations,
+        "n_seeds": len(seeds),
+        "seeds": list(seeds),
+        "C": config.C,
+        "alpha": config.alpha,
+        "epsilon": config.epsilon,
+        "runs": runs,
+        "aggregate": aggregate(runs),
+        "map": sample_map_metrics,
+        "timing": {"discovery_s": discovery_s, "total_s": time.perf_counter() - started},
+    }
