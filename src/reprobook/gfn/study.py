@@ -39,7 +39,7 @@ PROFILES = {
     ),
     "full": dict(  # d = 4, H = 16 (81 mode states), four arms, three seeds
         ndim=4, height=16, n_iterations=2000, arms=list(ARMS), n_seeds=3,
-        eval_samples=100_000, map_height=32, map_iterations=1000, map_arms=list(ARMS),
+        eval_samples=100_000, map_height=32, map_iterations=600, map_arms=list(ARMS),
         C=19.0, alpha=0.0, epsilon=0.01, **PAPER_SETTINGS,
     ),
 }  # fmt: skip
