@@ -10,6 +10,7 @@ import json
 import random
 import textwrap
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import nbformat
@@ -870,3 +871,49 @@ def test_anchor_verified_must_be_a_boolean(tmp_path):
     )
     with pytest.raises(ValueError, match="verified must be true or false"):
         anchors.load_anchors("ch99-x", path)
+
+
+@pytest.mark.parametrize(
+    ("path", "packages", "expected"),
+    [
+        ("src/reprobook/results.py", ("gfn",), True),  # shared top-level module: always counts
+        ("src/reprobook/gfn/grid.py", ("gfn",), True),
+        ("src/reprobook/gfn/grid.py", ("rnn",), False),  # another chapter's package
+        ("src/reprobook/rnn/cells.py", ("rnn", "gfn"), True),
+        ("src/reprobook/gfn/grid.py", None, True),  # nothing declared: every change counts
+        ("src/other.py", ("rnn",), True),
+    ],
+)
+def test_affects_scopes_changes_to_the_packages_a_chapter_uses(path, packages, expected):
+    assert results.affects(path, packages) is expected
+
+
+def test_load_results_ignores_changes_in_packages_the_chapter_does_not_use(
+    results_dir, monkeypatch
+):
+    _saved(results_dir, "a" * 40)
+    monkeypatch.setattr(results, "_src_changed_since", lambda sha: ["src/reprobook/gfn/grid.py"])
+    other = results.load_results(CH, "full", root=results_dir, packages=("rnn",))
+    assert other.status == "ok" and "unchanged" in other.message
+    own = results.load_results(CH, "full", root=results_dir, packages=("gfn",))
+    assert own.status == "stale" and "src/reprobook/gfn/grid.py" in own.message
+    undeclared = results.load_results(CH, "full", root=results_dir)  # CH declares nothing
+    assert undeclared.status == "stale"
+
+
+def test_chapter_src_packages_are_read_and_checked(tmp_path):
+    source = tmp_path / "ch98-x.md"
+    body = "---\nreprobook:\n  title: x\n  profiles: {smoke: 10}\n  src_packages: %s\n---\n"
+    source.write_text(body % "[gfn, rnn]")
+    assert chapters.load_chapter(source).src_packages == ("gfn", "rnn")
+    source.write_text(body % "gfn")
+    with pytest.raises(ValueError, match="src_packages"):
+        chapters.load_chapter(source)
+
+
+def test_every_chapter_declares_existing_src_packages():
+    package_root = Path(results.__file__).parent
+    for chapter in chapters.find_chapters():
+        assert chapter.src_packages, f"{chapter.id} should declare reprobook.src_packages"
+        for package in chapter.src_packages:
+            assert (package_root / package / "__init__.py").is_file(), (chapter.id, package)

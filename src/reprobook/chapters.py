@@ -1,8 +1,10 @@
 """Find chapter notebooks and read what each declares about itself.
 
 A chapter is ``notebooks/chNN-<slug>.md`` (MyST Markdown, Jupytext). Its front matter carries a
-``reprobook`` block: ``title``, ``profiles`` (name -> time budget in seconds) and ``metrics_keys``
-(the keys its ``metrics.json`` must hold). The runner and the tests read only this block.
+``reprobook`` block: ``title``, ``profiles`` (name -> time budget in seconds), ``metrics_keys``
+(the keys its ``metrics.json`` must hold) and ``src_packages`` (the ``reprobook`` subpackages it
+uses, e.g. ``[rnn]``: only changes there, or to the shared top-level modules, make its saved
+artefacts stale). The runner and the tests read only this block.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Chapter:
     title: str
     profiles: dict[str, float] = field(default_factory=dict)
     metrics_keys: tuple[str, ...] = ()
+    src_packages: tuple[str, ...] | None = None  # None: every change under src/ counts
 
     @property
     def executed_path(self) -> Path:
@@ -83,12 +86,18 @@ def load_chapter(path: Path) -> Chapter:
     for name, budget in profiles.items():
         if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
             raise ValueError(f"{path}: budget of profile {name!r} must be a positive number")
+    packages = meta.get("src_packages")
+    if packages is not None and (
+        not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages)
+    ):
+        raise ValueError(f"{path}: 'reprobook.src_packages' must be a list of package names")
     return Chapter(
         id=path.stem,
         source=path,
         title=str(meta.get("title", path.stem)),
         profiles={str(k): float(v) for k, v in profiles.items()},
         metrics_keys=tuple(meta.get("metrics_keys", ())),
+        src_packages=None if packages is None else tuple(packages),
     )
 
 

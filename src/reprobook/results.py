@@ -3,7 +3,7 @@
 A run writes everything into a temporary folder beside its destination and renames it into
 place only when complete, so a crashed or interrupted run never leaves half an artefact and
 never replaces the last good one. ``load_results`` reads committed artefacts back and says
-when they are missing or older than the library code in ``src/``.
+when they are missing or older than the library code in ``src/`` that the chapter uses.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from reprobook.chapters import CHAPTER_PATTERN, repo_root
+from reprobook.chapters import CHAPTER_PATTERN, find_chapters, repo_root
 from reprobook.runtime import describe_device
 
 TRACKED_PACKAGES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "papermill", "jupytext")
@@ -214,8 +214,36 @@ def _src_changed_since(sha: str) -> list[str] | None:
     return sorted(c for c in changed if c)
 
 
-def load_results(chapter: str, profile: str = "full", root: Path | None = None) -> LoadedResults:
-    """Read ``results/<chapter>/<profile>/`` and judge whether it is current."""
+def affects(path: str, packages: tuple[str, ...] | None) -> bool:
+    """Whether a changed file under ``src/`` can change a chapter that uses ``packages``.
+
+    Top-level modules (``src/reprobook/results.py``) are shared and always count; a file in a
+    subpackage (``src/reprobook/gfn/grid.py``) counts only for chapters that use it. With
+    ``packages=None`` every file counts.
+    """
+    parts = Path(path).parts
+    if packages is None or parts[:2] != ("src", "reprobook") or len(parts) <= 3:
+        return True
+    return parts[2] in packages
+
+
+def declared_packages(chapter: str) -> tuple[str, ...] | None:
+    """The ``src_packages`` a chapter declares in its front matter (None if unknown)."""
+    found = [c for c in find_chapters() if c.id == chapter]
+    return found[0].src_packages if found else None
+
+
+def load_results(
+    chapter: str,
+    profile: str = "full",
+    root: Path | None = None,
+    packages: tuple[str, ...] | None = None,
+) -> LoadedResults:
+    """Read ``results/<chapter>/<profile>/`` and judge whether it is current.
+
+    Current means no file of ``src/`` that the chapter uses changed since the run's commit;
+    ``packages`` defaults to the chapter's declared ``src_packages`` (see ``affects``).
+    """
     path = (root or committed_results_root()) / chapter / profile
     metrics_file, prov_file = path / "metrics.json", path / "provenance.json"
     if not metrics_file.is_file() or not prov_file.is_file():
@@ -232,12 +260,18 @@ def load_results(chapter: str, profile: str = "full", root: Path | None = None) 
     if provenance.get("git_dirty"):
         made += " (with uncommitted edits)"
     changed = _src_changed_since(sha) if sha else None
+    if changed:
+        packages = declared_packages(chapter) if packages is None else packages
+        changed = [c for c in changed if affects(c, packages)]
     if changed is None:
         status, message = "ok", f"Artefacts {made}; could not compare with src/ (no git history)."
     elif changed:
         shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
         status = "stale"
-        message = f"Artefacts {made}; src/ has changed since ({shown}): they may be out of date."
+        message = (
+            f"Artefacts {made}; library code it uses has changed since ({shown}): they may be "
+            "out of date."
+        )
     else:
-        status, message = "ok", f"Artefacts {made}; src/ unchanged since."
+        status, message = "ok", f"Artefacts {made}; the library code it uses is unchanged since."
     return LoadedResults(path, status, message, metrics, provenance)
