@@ -41,6 +41,8 @@ def _check_grid(ndim: int, height: int) -> None:
 
 def deceptive_reward(states: torch.Tensor | np.ndarray, height: int) -> torch.Tensor:
     """The official deceptive reward of integer grid states ``[..., ndim]``, in float64."""
+    if not isinstance(height, int) or height < 2:
+        raise ValueError(f"height must be an integer >= 2, got {height!r}")
     x = torch.as_tensor(states).to(torch.float64)
     if x.ndim == 0:
         raise ValueError("states must have a last axis of coordinates, got a scalar")

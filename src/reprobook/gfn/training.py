@@ -146,7 +146,9 @@ class TrainSettings:
     eval_batch: int = 1_000
 
     def __post_init__(self) -> None:
-        for name in ("n_iterations", "batch_size", "record_every", "eval_batch", "hidden_dim"):
+        sizes = ("n_iterations", "batch_size", "record_every", "eval_batch", "eval_samples",
+                 "hidden_dim", "n_layers", "train_l1_window")  # fmt: skip
+        for name in sizes:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.epsilon <= 1:

@@ -1,0 +1,900 @@
+"""Tests of the chapter-6 GFlowNet library (reprobook.gfn): the deceptive grid's reward, modes and
+terminal sets, the L1 metric, the teacher's reward, the rank-prioritised buffer, the TB step and
+training loop, the study layer (config, claims, notes, tables) and the figures.
+
+Exact small cases written by hand; training runs on a 2-D grid of height 8 with a 16-unit MLP
+for 20 iterations, on one torch thread. The claims, notes, tables and figures are tested on
+hand-made metrics built from ``ArmRun.summary()``.
+"""
+
+import copy
+import math
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from gfn.gym.hypergrid import DeceptiveReward
+from gfn.samplers import Sampler
+
+from reprobook import anchors
+from reprobook.gfn import grid, plots, study, training
+from reprobook.gfn.training import ARMS, ArmRun, RankPrioritizedBuffer, TrainSettings
+
+matplotlib.use("Agg")
+
+F64 = torch.float64
+CROSS = 0.1 + 1e-5 - 0.0  # the docstring's formula, term by term, in float64
+BACKGROUND = 0.1 + 1e-5 - 0.1
+MODE = 0.1 + 1e-5 - 0.1 + 2.0
+
+
+def official_reward(x: list[int], height: int) -> float:
+    """The module docstring's formula for one state, in plain Python floats (float64)."""
+    u = [abs(xi / (height - 1) * 2 - 1) for xi in x]
+    outside_cross = float(all(ui > 0.2 for ui in u))
+    in_band = float(all(0.6 < ui < 0.8 for ui in u))
+    return 0.1 + 1e-5 - 0.1 * outside_cross + 2 * in_band
+
+
+# --------------------------------------------------------------------------------------------
+# grid: the deceptive reward
+# --------------------------------------------------------------------------------------------
+
+
+def test_reward_hand_values_in_float64():
+    states = torch.tensor([[7, 7], [7, 0], [0, 0], [2, 2], [2, 13], [12, 13], [3, 3], [15, 15]])
+    reward = grid.deceptive_reward(states, 16)
+    assert reward.dtype == F64
+    expected = [CROSS, CROSS, BACKGROUND, MODE, MODE, MODE, BACKGROUND, BACKGROUND]
+    assert reward.tolist() == expected
+    assert reward[0].item() == pytest.approx(0.1 + 1e-5, abs=1e-15)
+    assert reward[2].item() == pytest.approx(1e-5, abs=1e-15)
+    assert reward[3].item() == pytest.approx(2 + 1e-5, abs=1e-15)
+
+
+def test_reward_matches_docstring_formula_on_every_state():
+    states = grid.all_states(2, 16)
+    expected = torch.tensor([official_reward(s, 16) for s in states.tolist()], dtype=F64)
+    assert torch.equal(grid.deceptive_reward(states, 16), expected)
+    states = grid.all_states(3, 8)
+    expected = torch.tensor([official_reward(s, 8) for s in states.tolist()], dtype=F64)
+    assert torch.equal(grid.deceptive_reward(states, 8), expected)
+
+
+def test_band_edges_at_height_16_are_decided_by_float64_rounding():
+    assert 12 / 15 * 2 - 1 == 0.6000000000000001  # inside the open band
+    assert 3 / 15 * 2 - 1 == -0.6  # exactly on the edge: outside
+    assert grid.deceptive_reward(torch.tensor([12, 12]), 16).item() == MODE
+    assert grid.deceptive_reward(torch.tensor([3, 3]), 16).item() == BACKGROUND
+    assert grid.mode_coordinates(16) == [2, 12, 13]
+
+
+def test_reward_accepts_numpy_and_batch_shapes():
+    states = np.array([[[2, 2], [0, 0]], [[7, 1], [13, 12]]])
+    reward = grid.deceptive_reward(states, 16)
+    assert reward.shape == (2, 2)
+    assert reward.tolist() == [[MODE, BACKGROUND], [CROSS, MODE]]
+
+
+def test_mode_counts():
+    assert grid.n_mode_states(4, 16) == 81
+    assert grid.n_mode_states(2, 16) == 9
+    assert grid.n_mode_states(2, 32) == 36
+    assert grid.n_mode_states(2, 64) == 144
+    assert grid.mode_coordinates(8) == [1, 6]
+    assert grid.n_mode_states(2, 8) == 4
+
+
+@pytest.mark.parametrize("height", [32, 64])
+def test_mode_counts_agree_with_torchgfn_where_no_coordinate_sits_on_a_band_edge(height):
+    states = grid.all_states(2, height)
+    theirs = DeceptiveReward(height, 2, R0=1e-5, R1=0.1, R2=2.0)(states.to(F64))
+    assert int((theirs >= 2).sum()) == grid.n_mode_states(2, height)
+
+
+def test_torchgfn_deceptive_reward_differs_only_at_the_band_edge_coordinate():
+    states = grid.all_states(4, 16)
+    theirs = DeceptiveReward(16, 4, R0=1e-5, R1=0.1, R2=2.0)(states.to(F64)).to(F64)
+    ours = grid.deceptive_reward(states, 16)
+    their_modes, our_modes = theirs >= 2, ours >= 2
+    assert int(their_modes.sum()) == 16 and int(our_modes.sum()) == 81
+    assert bool((our_modes | ~their_modes).all())  # theirs is a subset of ours
+    in_band = torch.isin(states, torch.tensor([2, 12, 13])).all(-1)
+    on_edge = in_band & (states == 12).any(-1)
+    assert torch.equal(their_modes, in_band & ~on_edge)
+    # beyond float32 rounding of torchgfn's output, the two rewards differ only there
+    assert torch.equal((theirs - ours).abs() > 1e-6, on_edge)
+
+
+@pytest.mark.parametrize(
+    "states, match",
+    [
+        (torch.tensor([[0, 16]]), r"\[0, 15\]"),
+        (torch.tensor([[-1, 0]]), r"\[0, 15\]"),
+        (torch.tensor(3), "scalar"),
+    ],
+)
+def test_reward_rejects_bad_states(states, match):
+    with pytest.raises(ValueError, match=match):
+        grid.deceptive_reward(states, 16)
+
+
+@pytest.mark.parametrize(
+    "ndim, height, match",
+    [
+        (0, 16, "ndim"),
+        (2.0, 16, "ndim"),
+        (2, 1, "height"),
+        (2, 16.0, "height"),
+        (2, 4, "mode band"),
+        (2, 5, "mode band"),
+    ],
+)
+def test_grid_functions_reject_bad_grids(ndim, height, match):
+    for fn in (grid.n_mode_states, grid.all_states, grid.make_deceptive_grid, grid.mode_mask):
+        with pytest.raises(ValueError, match=match):
+            fn(ndim, height)
+
+
+def test_reward_rejects_a_height_below_two():
+    with pytest.raises(ValueError, match="height"):
+        grid.deceptive_reward(torch.zeros(1, 2, dtype=torch.long), 1)
+
+
+# --------------------------------------------------------------------------------------------
+# grid: states, masks, target, L1
+# --------------------------------------------------------------------------------------------
+
+
+def test_all_states_and_state_index_round_trip():
+    states = grid.all_states(3, 8)
+    assert states.shape == (512, 3) and states.dtype == torch.long
+    assert torch.equal(grid.state_index(states, 8), torch.arange(512))
+    assert states[0].tolist() == [0, 0, 0] and states[1].tolist() == [0, 0, 1]
+    assert states[8].tolist() == [0, 1, 0] and states[-1].tolist() == [7, 7, 7]
+    assert grid.state_index(torch.tensor([[1, 2], [15, 15]]), 16).tolist() == [18, 255]
+
+
+def test_mode_mask_counts_and_positions():
+    mask = grid.mode_mask(2, 16)
+    assert mask.shape == (256,) and mask.dtype == bool
+    assert int(mask.sum()) == 9
+    expected = {16 * a + b for a in (2, 12, 13) for b in (2, 12, 13)}
+    assert set(np.flatnonzero(mask).tolist()) == expected
+    assert int(grid.mode_mask(4, 16).sum()) == 81
+
+
+def test_official_terminal_mask_counts():
+    assert int(grid.official_terminal_mask(4, 16).sum()) == 65536 - 1411 == 64125
+    assert int(grid.official_terminal_mask(2, 16).sum()) == 255
+    mask = grid.official_terminal_mask(2, 16)
+    assert not mask[255] and mask[15] and mask[240]  # (15, 15) out; (0, 15), (15, 0) in
+
+
+def test_target_distribution_is_reward_over_its_sum():
+    target = grid.target_distribution(2, 16)
+    reward = grid.deceptive_reward(grid.all_states(2, 16), 16).numpy()
+    assert target.dtype == np.float64 and target.shape == (256,)
+    assert target.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(target / reward, np.full(256, 1 / reward.sum()), rtol=1e-12)
+
+
+def test_empirical_l1_hand_case():
+    out = grid.empirical_l1(np.array([1, 1, 0, 0]), np.array([0.25] * 4))
+    assert out == {"mean": 0.25, "sum": 1.0}
+    out = grid.empirical_l1([3, 1], [0.5, 0.5])  # p_hat = (0.75, 0.25)
+    assert out == {"mean": 0.25, "sum": 0.5}
+    assert grid.empirical_l1([2, 2], [0.5, 0.5]) == {"mean": 0.0, "sum": 0.0}
+
+
+def test_empirical_l1_sum_is_mean_times_states():
+    rng = np.random.default_rng(0)
+    target = grid.target_distribution(2, 16)
+    out = grid.empirical_l1(rng.integers(0, 5, size=256), target)
+    assert out["sum"] == pytest.approx(out["mean"] * 256, rel=1e-12)
+    assert 0 <= out["sum"] <= 2
+
+
+@pytest.mark.parametrize(
+    "counts, target, match",
+    [
+        ([1, 1, 1], [0.5, 0.5], "same length"),
+        ([[1, 1]], [[0.5, 0.5]], "1-D"),
+        ([0, 0], [0.5, 0.5], "at least one sample"),
+    ],
+)
+def test_empirical_l1_validation(counts, target, match):
+    with pytest.raises(ValueError, match=match):
+        grid.empirical_l1(np.array(counts), np.array(target))
+
+
+def test_make_deceptive_grid_carries_the_official_reward():
+    env = grid.make_deceptive_grid(2, 16)
+    assert env.ndim == 2 and env.height == 16 and env.n_actions == 3
+    assert grid.make_deceptive_grid(3, 8).n_actions == 4
+    states = grid.all_states(2, 16)
+    reward = env.reward(env.States(states))
+    assert reward.dtype == torch.float32
+    assert torch.equal(reward, grid.deceptive_reward(states, 16).to(torch.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# training: the teacher's reward, the buffer
+# --------------------------------------------------------------------------------------------
+
+
+def test_teacher_reward_hand_values():
+    delta = torch.tensor([0.0, 1.0, -1.0, 2.0], dtype=F64)
+    reward = torch.ones(4, dtype=F64)
+    out = training.teacher_reward(delta, reward, C=19.0)
+    expected = [math.log(1.001), math.log(1.001 + 20), math.log(1.001 + 1), math.log(1.001 + 80)]
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=F64), atol=1e-12, rtol=0)
+    # C = 0: symmetric in delta
+    out = training.teacher_reward(delta[1:3], reward[1:3], C=0.0)
+    assert out[0].item() == out[1].item() == pytest.approx(math.log(2.001), abs=1e-12)
+
+
+def test_teacher_reward_alpha_multiplies_by_reward_power():
+    delta = torch.tensor([0.0, -1.0], dtype=F64)
+    reward = torch.tensor([4.0, 9.0], dtype=F64)
+    out = training.teacher_reward(delta, reward, C=19.0, alpha=0.5)
+    expected = torch.tensor([math.log(1.001) * 2, math.log(2.001) * 3], dtype=F64)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+    base = training.teacher_reward(delta, reward, C=19.0, alpha=0.0)
+    torch.testing.assert_close(base, torch.tensor([math.log(1.001), math.log(2.001)], dtype=F64))
+
+
+@pytest.mark.parametrize(
+    "delta, reward, C, match",
+    [
+        (torch.zeros(3), torch.ones(2), 19.0, "one shape"),
+        (torch.zeros(2), torch.ones(2), -1.0, "C must be"),
+        (torch.zeros(2), torch.tensor([1.0, 0.0]), 19.0, "positive"),
+        (torch.zeros(2), torch.tensor([1.0, -2.0]), 19.0, "positive"),
+    ],
+)
+def test_teacher_reward_validation(delta, reward, C, match):
+    with pytest.raises(ValueError, match=match):
+        training.teacher_reward(delta, reward, C=C)
+
+
+def _keys(buffer):
+    return list(buffer._items)
+
+
+def test_buffer_evicts_oldest_at_capacity():
+    buffer = RankPrioritizedBuffer(3)
+    buffer.add(torch.tensor([[0, 0], [0, 1], [0, 2]]), torch.tensor([1.0, 2.0, 3.0]))
+    assert len(buffer) == 3
+    buffer.add(torch.tensor([[1, 0]]), torch.tensor([0.5]))
+    assert len(buffer) == 3
+    assert _keys(buffer) == [(0, 1), (0, 2), (1, 0)]
+
+
+def test_buffer_readding_refreshes_key_and_priority():
+    buffer = RankPrioritizedBuffer(3)
+    buffer.add(torch.tensor([[0, 0], [0, 1], [0, 2]]), torch.tensor([1.0, 2.0, 3.0]))
+    buffer.add(torch.tensor([[0, 0]]), torch.tensor([5.0]))  # refresh: no eviction
+    assert len(buffer) == 3
+    assert _keys(buffer) == [(0, 1), (0, 2), (0, 0)]
+    assert buffer._items[(0, 0)] == 5.0
+    buffer.add(torch.tensor([[2, 2]]), torch.tensor([0.1]))  # evicts (0, 1), now the oldest
+    assert _keys(buffer) == [(0, 2), (0, 0), (2, 2)]
+    # duplicates inside one batch are stored once
+    buffer = RankPrioritizedBuffer(5)
+    buffer.add(torch.tensor([[1, 1], [1, 1]]), torch.tensor([1.0, 7.0]))
+    assert len(buffer) == 1 and buffer._items[(1, 1)] == 7.0
+
+
+def test_buffer_weights_hand_case():
+    buffer = RankPrioritizedBuffer(10, rank_weight=1.0)
+    buffer.add(torch.tensor([[0, 0], [0, 1], [0, 2]]), torch.tensor([1.0, 3.0, 2.0]))
+    # ranks (0 = highest priority): [2, 0, 1]; k N = 3 -> raw weights 1/5, 1/3, 1/4
+    raw = np.array([1 / 5, 1 / 3, 1 / 4])
+    np.testing.assert_allclose(buffer.weights(), raw / raw.sum(), rtol=1e-12)
+    # default k = 1e-2, N = 2: ranks [1, 0] -> 1/1.02, 1/0.02
+    buffer = RankPrioritizedBuffer(10)
+    buffer.add(torch.tensor([[0, 0], [0, 1]]), torch.tensor([1.0, 2.0]))
+    raw = np.array([1 / 1.02, 1 / 0.02])
+    np.testing.assert_allclose(buffer.weights(), raw / raw.sum(), rtol=1e-12)
+
+
+def test_buffer_weights_break_ties_by_insertion_order():
+    buffer = RankPrioritizedBuffer(10, rank_weight=1.0)
+    buffer.add(torch.tensor([[0, 0], [0, 1]]), torch.tensor([2.0, 2.0]))
+    raw = np.array([1 / 2, 1 / 3])  # ranks [0, 1]
+    np.testing.assert_allclose(buffer.weights(), raw / raw.sum(), rtol=1e-12)
+
+
+def test_buffer_sample_returns_stored_states():
+    buffer = RankPrioritizedBuffer(10)
+    stored = torch.tensor([[0, 3], [5, 1], [2, 2]])
+    buffer.add(stored, torch.tensor([0.1, 2.0, 1.0]))
+    out = buffer.sample(200, np.random.default_rng(0))
+    assert out.shape == (200, 2) and out.dtype == torch.long
+    assert {tuple(s) for s in out.tolist()} <= {tuple(s) for s in stored.tolist()}
+    # the top-ranked state dominates: weight 1/0.03 against 1/1.03 and 1/2.03
+    top = sum(tuple(s) == (5, 1) for s in out.tolist())
+    assert top > 150
+    again = buffer.sample(200, np.random.default_rng(0))
+    assert torch.equal(out, again)
+
+
+def test_buffer_validation():
+    with pytest.raises(ValueError, match="empty buffer"):
+        RankPrioritizedBuffer(3).sample(1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="capacity"):
+        RankPrioritizedBuffer(0)
+    with pytest.raises(ValueError, match="rank_weight"):
+        RankPrioritizedBuffer(3, rank_weight=0.0)
+    with pytest.raises(ValueError, match="rank_weight"):
+        RankPrioritizedBuffer(3, rank_weight=-1.0)
+
+
+def test_buffer_capacity():
+    assert training.buffer_capacity(4, 16) == int(0.1 * 19 * 15**3) == 6412
+    assert training.buffer_capacity(2, 16) == 25  # int(0.1 * 17 * 15)
+    assert training.buffer_capacity(2, 8) == 6  # int(0.1 * 9 * 7)
+    assert training.buffer_capacity(1, 2) == 1  # int(0.2) = 0, floored at 1
+
+
+# --------------------------------------------------------------------------------------------
+# training: the GFlowNet and one TB step
+# --------------------------------------------------------------------------------------------
+
+
+def _sample(gflownet, env, n, seed=0):
+    torch.manual_seed(seed)
+    return Sampler(gflownet.pf).sample_trajectories(env, n=n)
+
+
+def _hand_log_probs(gflownet, trajectories, height):
+    """log P_F (masked softmax of the MLP on one-hot coordinates) and log P_B (uniform over the
+    nonzero coordinates of each child) of every trajectory, summed along its path."""
+    states = trajectories.states.tensor
+    actions = trajectories.actions.tensor[..., 0]
+    ndim = states.shape[-1]
+    log_pf, log_pb = [], []
+    for b in range(states.shape[1]):
+        length = int(trajectories.terminating_idx[b])  # actions taken, the exit included
+        pf = pb = 0.0
+        for t in range(length):
+            x = states[t, b]
+            logits = gflownet.pf.module(F.one_hot(x.long(), height).flatten().float())
+            valid = torch.cat([x < height - 1, torch.tensor([True])])
+            logp = torch.log_softmax(logits.masked_fill(~valid, -math.inf), -1)
+            action = int(actions[t, b])
+            pf += float(logp[action].detach())
+            if action != ndim:  # a move: P_B(x_t | x_t+1) = 1 / #nonzero(x_t+1)
+                child = states[t + 1, b]
+                assert int((child - x).abs().sum()) == 1
+                pb -= math.log(int((child > 0).sum()))
+            else:
+                assert t == length - 1
+        log_pf.append(pf)
+        log_pb.append(pb)
+    return torch.tensor(log_pf), torch.tensor(log_pb)
+
+
+def test_tb_gflownet_architecture():
+    env = grid.make_deceptive_grid(2, 16)
+    gflownet = training.build_tb_gflownet(env, hidden_dim=24, n_layers=2)
+    linears = [m for m in gflownet.pf.module.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(32, 24), (24, 24), (24, 3)]
+    pb_out = gflownet.pb.module(torch.randn(5, 32))
+    assert torch.equal(pb_out, torch.zeros(5, 2))
+    assert gflownet.logZ.item() == 0.0
+
+
+def test_backward_policy_is_uniform_over_valid_parents():
+    env = grid.make_deceptive_grid(2, 16)
+    gflownet = training.build_tb_gflownet(env, hidden_dim=16)
+    trajectories = _sample(gflownet, env, 8)
+    hand_pf, hand_pb = _hand_log_probs(gflownet, trajectories, 16)
+    with torch.no_grad():
+        log_pf, log_pb = gflownet.get_pfs_and_pbs(trajectories, recalculate_all_logprobs=True)
+    torch.testing.assert_close(log_pb.sum(0), hand_pb, atol=1e-5, rtol=0)
+    torch.testing.assert_close(log_pf.sum(0), hand_pf, atol=1e-5, rtol=0)
+    assert (hand_pb < 0).any()  # some trajectory has a step with two valid parents
+
+
+def test_tb_step_returns_the_residual_before_the_update():
+    env = grid.make_deceptive_grid(2, 16)
+    torch.manual_seed(0)
+    gflownet = training.build_tb_gflownet(env, hidden_dim=16)
+    settings = TrainSettings(n_iterations=1)
+    optimizer = training._optimizer(gflownet, settings)
+    trajectories = _sample(gflownet, env, 6)
+    with torch.no_grad():
+        hand_pf, hand_pb = _hand_log_probs(gflownet, trajectories, 16)
+    final = trajectories.terminating_states.tensor
+    log_r = grid.deceptive_reward(final, 16).to(torch.float32).log()
+    expected = log_r + hand_pb - 0.0 - hand_pf  # log Z starts at 0
+    logz_before = gflownet.logZ.item()
+    weights_before = [p.detach().clone() for p in gflownet.pf.parameters()]
+    delta = training._tb_step(gflownet, optimizer, trajectories, clip=1.0)
+    assert delta.shape == (6,) and not delta.requires_grad
+    assert torch.isfinite(delta).all()
+    torch.testing.assert_close(delta, expected, atol=1e-4, rtol=0)
+    assert gflownet.logZ.item() != logz_before
+    after = list(gflownet.pf.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(weights_before, after, strict=True))
+
+
+def test_tb_step_uses_given_log_rewards():
+    env = grid.make_deceptive_grid(2, 16)
+    torch.manual_seed(0)
+    gflownet = training.build_tb_gflownet(env, hidden_dim=16)
+    optimizer = training._optimizer(gflownet, TrainSettings(n_iterations=1))
+    trajectories = _sample(gflownet, env, 4)
+    with torch.no_grad():
+        hand_pf, hand_pb = _hand_log_probs(gflownet, trajectories, 16)
+    log_rewards = torch.tensor([0.0, 1.0, -2.0, 3.0])
+    delta = training._tb_step(gflownet, optimizer, trajectories, 0.0, log_rewards)
+    torch.testing.assert_close(delta, log_rewards + hand_pb - hand_pf, atol=1e-4, rtol=0)
+
+
+def test_sample_counts():
+    env = grid.make_deceptive_grid(2, 8)
+    torch.manual_seed(0)
+    gflownet = training.build_tb_gflownet(env, hidden_dim=8)
+    counts = training.sample_counts(gflownet, env, 7, batch=3)
+    assert counts.shape == (64,) and counts.dtype == np.int64 and counts.sum() == 7
+    with pytest.raises(ValueError, match="n must be"):
+        training.sample_counts(gflownet, env, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_iterations": 0}, "n_iterations"),
+        ({"n_iterations": 5, "batch_size": 0}, "batch_size"),
+        ({"n_iterations": 5, "record_every": 0}, "record_every"),
+        ({"n_iterations": 5, "hidden_dim": 0}, "hidden_dim"),
+        ({"n_iterations": 5, "eval_batch": 0}, "eval_batch"),
+        ({"n_iterations": 5, "epsilon": 1.5}, "epsilon"),
+        ({"n_iterations": 5, "epsilon": -0.1}, "epsilon"),
+    ],
+)
+def test_train_settings_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainSettings(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["train_l1_window", "n_layers", "eval_samples"])
+def test_train_settings_rejects_non_positive_sizes(name):
+    with pytest.raises(ValueError, match=name):
+        TrainSettings(n_iterations=5, **{name: 0})
+
+
+# --------------------------------------------------------------------------------------------
+# training: train_arm on a tiny grid
+# --------------------------------------------------------------------------------------------
+
+TINY = dict(
+    n_iterations=20, hidden_dim=16, eval_samples=200, eval_batch=200, record_every=5
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_env():
+    return grid.make_deceptive_grid(2, 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_env, one_torch_thread):
+    settings = TrainSettings(**TINY)
+    return {arm: training.train_arm(arm, tiny_env, settings, 0, progress=False) for arm in ARMS}
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_train_arm_records(arm, tiny_runs):
+    run = tiny_runs[arm]
+    n_fresh = 16 * 20
+    iterations = 40 if arm == "tb_prt" else 20
+    assert run.arm == arm and run.seed == 0 and run.n_mode_states == 4
+    assert run.iterations == iterations
+    assert len(run.samples) == len(run.modes_found) == iterations // 5
+    assert run.samples[-1] == n_fresh
+    assert all(b > a for a, b in zip(run.samples, run.samples[1:], strict=False))
+    assert all(b >= a for a, b in zip(run.modes_found, run.modes_found[1:], strict=False))
+    assert 0 <= run.modes_found[-1] <= 4
+    assert run.visit_counts.shape == (64,) and run.visit_counts.sum() == n_fresh
+    found = int((run.visit_counts[grid.mode_mask(2, 8)] > 0).sum())
+    assert run.modes_found[-1] == found
+    for l1 in (run.train_l1, run.eval_l1):
+        assert set(l1) == {"mean", "sum"}
+        assert l1["sum"] == pytest.approx(l1["mean"] * 64, rel=1e-12)
+        assert 0 <= l1["sum"] <= 2
+    assert 0 <= run.eval_modes <= 4
+    # below the window, the train L1 is the L1 of all the visit counts
+    assert run.train_l1 == grid.empirical_l1(run.visit_counts, grid.target_distribution(2, 8))
+    summary = run.summary()
+    assert summary["final_modes"] == run.modes_found[-1]
+    assert summary["ms_per_iteration"] == pytest.approx(1000 * run.seconds / iterations)
+
+
+def test_prt_records_at_fresh_sample_counts(tiny_runs):
+    # replays happen on odd iterations, so after 5 iterations 3 batches were fresh
+    assert tiny_runs["tb_prt"].samples == [48, 80, 128, 160, 208, 240, 288, 320]
+    assert tiny_runs["tb"].samples == [80, 160, 240, 320]
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_train_arm_is_deterministic(arm, tiny_env, tiny_runs):
+    again = training.train_arm(arm, tiny_env, TrainSettings(**TINY), 0, progress=False)
+    first = tiny_runs[arm]
+    assert again.modes_found == first.modes_found and again.samples == first.samples
+    assert np.array_equal(again.visit_counts, first.visit_counts)
+    assert again.eval_l1 == first.eval_l1 and again.train_l1 == first.train_l1
+
+
+def test_epsilon_arm_equals_tb_at_zero_epsilon_and_explores_at_one(tiny_env, tiny_runs):
+    zero = training.train_arm(
+        "tb_eps", tiny_env, TrainSettings(**TINY, epsilon=0.0), 0, progress=False
+    )
+    assert np.array_equal(zero.visit_counts, tiny_runs["tb"].visit_counts)
+    one = training.train_arm("tb_eps", tiny_env, TrainSettings(**TINY, epsilon=1.0), 0, False)
+    assert not np.array_equal(one.visit_counts, tiny_runs["tb"].visit_counts)
+    # epsilon only changes exploration: tb ignores it
+    tb = training.train_arm("tb", tiny_env, TrainSettings(**TINY, epsilon=1.0), 0, False)
+    assert np.array_equal(tb.visit_counts, tiny_runs["tb"].visit_counts)
+
+
+def test_summary_samples_to_all_modes():
+    run = ArmRun("tb", 0, 3, samples=[16, 32, 48], modes_found=[1, 3, 3])
+    assert run.summary()["samples_to_all_modes"] == 32
+    run = ArmRun("tb", 0, 3, samples=[16, 32, 48], modes_found=[1, 2, 2])
+    assert run.summary()["samples_to_all_modes"] is None
+
+
+def test_train_arm_rejects_unknown_arm(tiny_env):
+    with pytest.raises(ValueError, match="unknown arm 'nope'"):
+        training.train_arm("nope", tiny_env, TrainSettings(n_iterations=1), 0, progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# study: config, grid facts, a tiny end-to-end run
+# --------------------------------------------------------------------------------------------
+
+
+def test_resolve_config_profiles():
+    smoke = study.resolve_config("smoke")
+    assert (smoke.ndim, smoke.height, smoke.arms, smoke.n_seeds) == (2, 16, ["tb", "teacher"], 1)
+    assert smoke.batch_size == 16 and smoke.C == 19.0
+    full = study.resolve_config("full", n_seeds=2, epsilon=0.05)
+    assert full.arms == list(ARMS) and full.n_seeds == 2 and full.epsilon == 0.05
+    assert (full.ndim, full.height) == (4, 16)
+    assert study.resolve_config("smoke", height=None).height == 16
+
+
+@pytest.mark.parametrize(
+    "profile, overrides, match",
+    [
+        ("nope", {}, "unknown profile"),
+        ("smoke", {"arms": ["nope"]}, "arms must be"),
+        ("smoke", {"arms": ["tb", "tb"]}, "arms must be"),
+        ("smoke", {"arms": []}, "arms must be"),
+        ("smoke", {"map_arms": ["x"]}, "map_arms must be"),
+        ("smoke", {"height": 3}, "height must be"),
+        ("smoke", {"height": 65}, "height must be"),
+        ("smoke", {"map_height": 4}, "map_height must be"),
+        ("smoke", {"epsilon": 2.0}, "epsilon must be"),
+        ("smoke", {"C": -1.0}, "C must be"),
+        ("smoke", {"ndim": 7}, "ndim must be"),
+        ("smoke", {"n_iterations": 9}, "n_iterations must be"),
+        ("smoke", {"eval_samples": 99}, "eval_samples must be"),
+        ("smoke", {"height": 16.0}, "height must be of type int"),
+        ("smoke", {"depth": 3}, "unknown setting"),
+    ],
+)
+def test_resolve_config_rejects_bad_overrides(profile, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        study.resolve_config(profile, **overrides)
+
+
+@pytest.mark.parametrize("knob", ["height", "map_height"])
+def test_height_without_band_gets_a_clear_message(knob):
+    with pytest.raises(ValueError) as err:
+        study.resolve_config("smoke", **{knob: 5})
+    assert "mode band" in str(err.value)
+
+
+def test_train_settings_from_config():
+    config = study.resolve_config("smoke", C=3.0, epsilon=0.5, alpha=1.0)
+    settings = study.train_settings(config, 12, 300)
+    assert (settings.n_iterations, settings.eval_samples) == (12, 300)
+    assert (settings.C, settings.epsilon, settings.alpha) == (3.0, 0.5, 1.0)
+    assert (settings.batch_size, settings.hidden_dim, settings.n_layers) == (16, 256, 2)
+    assert (settings.lr, settings.lr_logz, settings.rank_weight) == (1e-3, 1e-1, 1e-2)
+
+
+def test_grid_facts_2d_16():
+    facts = study.grid_facts(2, 16)
+    assert facts["ndim"] == 2 and facts["height"] == 16
+    assert facts["mode_coordinates"] == [2, 12, 13] and facts["n_mode_states"] == 9
+    assert facts["torchgfn_mode_coordinates"] == [2, 13]
+    assert facts["torchgfn_n_mode_states"] == 4
+    assert facts["n_states"] == 256 and facts["n_official_terminal_states"] == 255
+    assert facts["buffer_capacity"] == 25
+    target = grid.target_distribution(2, 16)
+    assert facts["target_mass_on_modes"] == pytest.approx(target[grid.mode_mask(2, 16)].sum())
+    z = grid.deceptive_reward(grid.all_states(2, 16), 16).sum().item()
+    assert facts["target_mass_on_modes"] == pytest.approx(9 * MODE / z, rel=1e-12)
+
+
+def test_grid_facts_4d_16():
+    facts = study.grid_facts(4, 16)
+    assert facts["n_mode_states"] == 81 and facts["torchgfn_n_mode_states"] == 16
+    assert facts["n_states"] == 65536 and facts["n_official_terminal_states"] == 64125
+    assert facts["buffer_capacity"] == 6412
+
+
+def test_mode_discovery_rejects_no_seeds():
+    with pytest.raises(ValueError, match="seeds"):
+        study.mode_discovery(study.resolve_config("smoke"), [])
+
+
+def test_run_all_tiny(one_torch_thread):
+    config = study.resolve_config(
+        "smoke", height=8, n_iterations=10, eval_samples=100, map_height=8, map_iterations=10,
+        map_arms=["teacher"], hidden_dim=8,
+    )  # fmt: skip
+    metrics = study.run_all(config, [0], progress=False)
+    assert set(metrics["runs"]) == {"tb", "teacher"} and len(metrics["runs"]["tb"]) == 1
+    assert metrics["grid"]["n_mode_states"] == 4
+    assert metrics["aggregate"]["tb"]["samples"] == 160
+    sample_map = metrics["map"]
+    assert sample_map["height"] == 8 and set(sample_map["arms"]) == {"teacher"}
+    counts = np.asarray(sample_map["arms"]["teacher"]["counts"])
+    assert counts.shape == (8, 8) and counts.sum() == 160
+    assert np.asarray(sample_map["target"]).sum() == pytest.approx(1.0)
+    metrics["claims"] = study.check_claims(metrics)
+    assert study.can_read(metrics)
+    assert metrics["claims"]["curves_monotone"] and metrics["claims"]["l1_conventions_agree"]
+    assert metrics["claims"]["equal_samples"]
+
+
+# --------------------------------------------------------------------------------------------
+# study: aggregate, claims, notes, tables on hand-made metrics
+# --------------------------------------------------------------------------------------------
+
+GRID_2_16 = study.grid_facts(2, 16)
+
+
+def fake_run(arm, seed, modes_found, l1_mean=1e-3, eval_modes=2, samples=(16, 32, 48)):
+    run = ArmRun(
+        arm, seed, 9, samples=list(samples), modes_found=list(modes_found),
+        train_l1={"mean": l1_mean, "sum": l1_mean * 256},
+        eval_l1={"mean": 2 * l1_mean, "sum": 2 * l1_mean * 256},
+        eval_modes=eval_modes, seconds=1.5, iterations=3,
+    )  # fmt: skip
+    return run.summary()
+
+
+def fake_metrics(runs):
+    metrics = {
+        "metrics_version": study.METRICS_VERSION, "grid": GRID_2_16, "n_iterations": 3,
+        "batch_size": 16,
+        "n_seeds": len(next(iter(runs.values()))), "seeds": [0, 1], "C": 19.0, "alpha": 0.0,
+        "epsilon": 0.01, "runs": runs, "aggregate": study.aggregate(runs), "map": {},
+    }  # fmt: skip
+    metrics["claims"] = study.check_claims(metrics)
+    return metrics
+
+
+@pytest.fixture()
+def teacher_wins():
+    return fake_metrics(
+        {
+            "tb": [fake_run("tb", 0, [1, 2, 3], 1e-3), fake_run("tb", 1, [1, 1, 2], 3e-3)],
+            "tb_eps": [fake_run("tb_eps", 0, [0, 2, 4]), fake_run("tb_eps", 1, [1, 2, 2])],
+            "teacher": [
+                fake_run("teacher", 0, [2, 4, 6], 2e-3, 4),
+                fake_run("teacher", 1, [3, 9, 9], 4e-3, 6),
+            ],
+        }
+    )
+
+
+@pytest.fixture()
+def teacher_loses():
+    return fake_metrics(
+        {
+            "tb": [fake_run("tb", 0, [1, 2, 3]), fake_run("tb", 1, [1, 1, 2])],
+            "tb_prt": [fake_run("tb_prt", 0, [2, 5, 7]), fake_run("tb_prt", 1, [3, 5, 6])],
+            "teacher": [fake_run("teacher", 0, [2, 4, 4]), fake_run("teacher", 1, [1, 3, 5])],
+        }
+    )
+
+
+def test_aggregate_hand_case(teacher_wins):
+    agg = teacher_wins["aggregate"]
+    assert list(agg) == ["tb", "tb_eps", "teacher"]
+    tb, teacher = agg["tb"], agg["teacher"]
+    assert tb["label"] == "TB" and teacher["label"] == "Teacher" and tb["n_seeds"] == 2
+    assert tb["final_modes"] == 2.5 and tb["final_modes_se"] == pytest.approx(0.5)
+    assert teacher["final_modes"] == 7.5 and teacher["final_modes_se"] == pytest.approx(1.5)
+    assert teacher["final_modes_per_seed"] == [6, 9]
+    assert teacher["samples_to_all_modes_per_seed"] == [None, 32]
+    assert tb["train_l1_mean"] == pytest.approx(2e-3)
+    assert tb["train_l1_mean_se"] == pytest.approx(1e-3)  # std 1.414e-3 / sqrt 2
+    assert tb["eval_l1_mean"] == pytest.approx(4e-3)
+    assert tb["eval_l1_sum"] == pytest.approx(4e-3 * 256)
+    assert teacher["eval_modes"] == 5.0
+    assert tb["ms_per_iteration"] == pytest.approx(500.0)
+    assert tb["samples"] == 48
+
+
+def test_aggregate_single_seed_has_zero_standard_error():
+    agg = study.aggregate({"tb": [fake_run("tb", 0, [1, 2, 3])]})
+    assert agg["tb"]["final_modes"] == 3.0 and agg["tb"]["final_modes_se"] == 0.0
+    assert agg["tb"]["eval_l1_mean_se"] == 0.0
+
+
+def test_check_claims_when_teacher_wins(teacher_wins):
+    assert teacher_wins["claims"] == {
+        "curves_monotone": True,
+        "l1_conventions_agree": True,
+        "equal_samples": True,
+        "teacher_ge_tb": True,
+        "teacher_ge_every_baseline": True,
+        "teacher_gt_every_baseline": True,
+    }
+
+
+def test_check_claims_when_teacher_loses_to_a_baseline(teacher_loses):
+    claims = teacher_loses["claims"]
+    assert claims["teacher_ge_tb"] is True  # 4.5 >= 2.5
+    assert claims["teacher_ge_every_baseline"] is False  # 4.5 < 6.5 (PRT)
+    assert claims["teacher_gt_every_baseline"] is False
+    assert claims["curves_monotone"] and claims["equal_samples"]
+
+
+def test_check_claims_ties_are_ge_but_not_gt():
+    metrics = fake_metrics(
+        {
+            "tb": [fake_run("tb", 0, [1, 2, 3])],
+            "teacher": [fake_run("teacher", 0, [1, 3, 3])],
+        }
+    )
+    assert metrics["claims"]["teacher_ge_every_baseline"] is True
+    assert metrics["claims"]["teacher_gt_every_baseline"] is False
+
+
+def test_check_claims_sanity_failures(teacher_wins):
+    runs = copy.deepcopy(teacher_wins["runs"])
+    runs["tb"][0]["modes_found"] = [1, 3, 2]  # not monotone
+    runs["tb"][0]["final_modes"] = 2
+    assert study.check_claims(fake_metrics(runs))["curves_monotone"] is False
+    runs = copy.deepcopy(teacher_wins["runs"])
+    runs["tb"][1]["final_modes"] = 5  # curve does not end at its final count
+    assert study.check_claims(fake_metrics(runs))["curves_monotone"] is False
+    runs = copy.deepcopy(teacher_wins["runs"])
+    runs["teacher"][0]["eval_l1"]["sum"] *= 1.01
+    assert study.check_claims(fake_metrics(runs))["l1_conventions_agree"] is False
+    runs = copy.deepcopy(teacher_wins["runs"])
+    runs["tb_eps"] = [fake_run("tb_eps", s, [0, 1, 2], samples=(16, 32, 64)) for s in (0, 1)]
+    assert study.check_claims(fake_metrics(runs))["equal_samples"] is False
+
+
+def test_check_claims_without_teacher_has_only_sanity_claims():
+    metrics = fake_metrics({"tb": [fake_run("tb", 0, [1, 2, 3])]})
+    assert set(metrics["claims"]) == {"curves_monotone", "l1_conventions_agree", "equal_samples"}
+    metrics = fake_metrics({"teacher": [fake_run("teacher", 0, [1, 2, 3])]})
+    assert "teacher_ge_tb" not in metrics["claims"]
+    assert "teacher_ge_every_baseline" not in metrics["claims"]
+
+
+def test_can_read(teacher_wins):
+    assert study.can_read(teacher_wins)
+    assert not study.can_read({**teacher_wins, "metrics_version": 0})
+    for key in ("grid", "runs", "aggregate", "map", "claims"):
+        assert not study.can_read({k: v for k, v in teacher_wins.items() if k != key})
+
+
+def test_reading_notes_when_teacher_wins(teacher_wins):
+    notes = study.reading_notes(teacher_wins)
+    assert "**holds**" in notes and "does not hold" not in notes
+    assert (
+        "- Teacher vs TB: 7.5 against 2.5 of 9 mode states (difference +5.0, ± 1.6 standard "
+        "error over 2 seed(s))."
+    ) in notes
+    assert "Teacher vs TB + ε-greedy: 7.5 against 3.0 of 9" in notes
+    assert "The lowest eval L1 is TB + ε-greedy's (0.002 mean over 256 states)" in notes
+
+
+def test_reading_notes_when_teacher_loses(teacher_loses):
+    notes = study.reading_notes(teacher_loses)
+    assert "**does not hold**" in notes
+    assert "Teacher vs TB + PRT buffer: 4.5 against 6.5 of 9 mode states (difference -2.0" in notes
+
+
+def test_results_table(teacher_wins):
+    table = study.results_table(teacher_wins["aggregate"], GRID_2_16)
+    assert list(table.index) == ["TB", "TB + ε-greedy", "Teacher"]
+    assert table.loc["Teacher", "modes found (of 9)"] == "7.5 ± 1.5"
+    assert table.loc["Teacher", "per seed"] == "6/9"
+    assert table.loc["Teacher", "samples to find all (per seed)"] == "—/32"
+    assert table.loc["TB", "eval L1, mean (×1e-5)"] == "400.000 ± 200.000"
+    assert table.loc["TB", "eval L1, sum"] == "1.024 ± 0.512"
+    assert table.loc["TB", "train L1, sum"] == "0.512"
+    assert table.loc["Teacher", "modes in eval samples"] == "5.0"
+    assert table.loc["TB", "ms / iteration"] == "500"
+
+
+def test_miniature_findings(teacher_wins, teacher_loses):
+    found = study.miniature_findings(teacher_wins)
+    assert found["main_claim"] == "modes found: teacher ≥ every baseline holds in this run"
+    assert "d = 2, H = 16" in found["grid_setting"]
+    assert "(9 mode states); 3 iterations" in found["grid_setting"]
+    assert "(48 sampled trajectories) per arm, 2 seed(s)" in found["grid_setting"]
+    assert "Teacher 7.5 of 9 (seeds: 6/9)" in found["grid_modes"]
+    assert found["reference_run_modes"] == found["grid_modes"]
+    assert "TB 400.000e-5 (sum 1.024)" in found["grid_l1"]
+    assert found["settings"].startswith("C = 19, α = 0, ε = 0.01")
+    lost = study.miniature_findings(teacher_loses)
+    assert lost["main_claim"] == "modes found: teacher ≥ every baseline does not hold in this run"
+
+
+def test_miniature_findings_cover_every_anchor(teacher_wins):
+    chapter_anchors = anchors.load_anchors("ch06-adaptive-teachers")
+    found = study.miniature_findings(teacher_wins)
+    assert set(found) <= set(chapter_anchors)
+    assert set(found) == set(chapter_anchors)  # no "not measured here" row
+    table = anchors.comparison_table(chapter_anchors, found)
+    assert len(table) == len(chapter_anchors)
+    assert (table["this miniature"].str.len() > 0).all()
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+# --------------------------------------------------------------------------------------------
+
+
+def test_plot_mode_discovery(teacher_wins):
+    fig = plots.plot_mode_discovery(teacher_wins["runs"], 9)
+    try:
+        assert isinstance(fig, plt.Figure)
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel()
+        assert "2 seeds" in ax.get_title()
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["TB", "TB + ε-greedy", "Teacher", "all 9 mode states"]
+        teacher_line = ax.get_lines()[2]
+        assert list(teacher_line.get_xdata()) == [16, 32, 48]
+        assert list(teacher_line.get_ydata()) == [2.5, 6.5, 7.5]
+    finally:
+        plt.close(fig)
+    single = plots.plot_mode_discovery({"tb": [fake_run("tb", 0, [1, 2, 3])]}, 9)
+    try:
+        assert "band" not in single.axes[0].get_title()
+    finally:
+        plt.close(single)
+
+
+def test_plot_sample_map():
+    rng = np.random.default_rng(0)
+    sample_map = {
+        "height": 16, "iterations": 30, "seed": 0,
+        "target": grid.target_distribution(2, 16).reshape(16, 16).tolist(),
+        "arms": {
+            arm: {"counts": rng.integers(0, 9, size=(16, 16)).tolist(), "final_modes": 3,
+                  "n_mode_states": 9}
+            for arm in ("tb", "teacher")
+        },
+    }  # fmt: skip
+    fig = plots.plot_sample_map(sample_map)
+    try:
+        assert isinstance(fig, plt.Figure)
+        panels = [ax for ax in fig.axes if ax.get_title()]
+        assert len(panels) == 3
+        assert panels[1].get_title() == "TB\n3/9 modes"
+        for ax in panels:
+            assert ax.get_xlabel() == "x₁" and ax.get_ylabel() == "x₂"
+        assert "d = 2, H = 16, 30 iterations, seed 0" in fig.get_suptitle()
+    finally:
+        plt.close(fig)
