@@ -49,22 +49,20 @@ def _has_band(height: int) -> bool:
     return 6 <= height <= 64 and bool(mode_coordinates(height))
 
 
+ARMS_CHECK = (
+    lambda a: len(a) > 0 and all(x in ARMS for x in a) and len(set(a)) == len(a),
+    f"a non-empty list of distinct arms from {list(ARMS)}",
+)
 CONFIG_CHECKS = {
     "ndim": (lambda n: 1 <= n <= 6, "an integer in [1, 6] (the state space is H^d)"),
     "height": (_has_band, BAND_RULE),
     "n_iterations": (lambda n: n >= 10, "an integer >= 10"),
-    "arms": (
-        lambda a: len(a) > 0 and all(x in ARMS for x in a) and len(set(a)) == len(a),
-        f"a non-empty list of distinct arms from {list(ARMS)}",
-    ),
+    "arms": ARMS_CHECK,
     "n_seeds": (lambda n: n >= 1, "a positive integer"),
     "eval_samples": (lambda n: n >= 100, "an integer >= 100"),
     "map_height": (_has_band, BAND_RULE),
     "map_iterations": (lambda n: n >= 10, "an integer >= 10"),
-    "map_arms": (
-        lambda a: len(a) > 0 and all(x in ARMS for x in a) and len(set(a)) == len(a),
-        f"a non-empty list of distinct arms from {list(ARMS)}",
-    ),
+    "map_arms": ARMS_CHECK,
     "C": (lambda c: c >= 0, "a number >= 0"),
     "alpha": (lambda a: a >= 0, "a number >= 0"),
     "epsilon": (lambda e: 0 <= e <= 1, "a number in [0, 1]"),
