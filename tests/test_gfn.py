@@ -167,10 +167,10 @@ def test_mode_mask_counts_and_positions():
     assert int(grid.mode_mask(4, 16).sum()) == 81
 
 
-def test_official_terminal_mask_counts():
-    assert int(grid.official_terminal_mask(4, 16).sum()) == 65536 - 1411 == 64125
-    assert int(grid.official_terminal_mask(2, 16).sum()) == 255
-    mask = grid.official_terminal_mask(2, 16)
+def test_terminal_mask_counts():
+    assert int(grid.terminal_mask(4, 16).sum()) == 65536 - 1411 == 64125
+    assert int(grid.terminal_mask(2, 16).sum()) == 255
+    mask = grid.terminal_mask(2, 16)
     assert not mask[255] and mask[15] and mask[240]  # (15, 15) out; (0, 15), (15, 0) in
 
 
@@ -179,7 +179,10 @@ def test_target_distribution_is_reward_over_its_sum():
     reward = grid.deceptive_reward(grid.all_states(2, 16), 16).numpy()
     assert target.dtype == np.float64 and target.shape == (256,)
     assert target.sum() == pytest.approx(1.0, abs=1e-12)
-    np.testing.assert_allclose(target / reward, np.full(256, 1 / reward.sum()), rtol=1e-12)
+    terminal = grid.terminal_mask(2, 16)
+    assert target[~terminal].tolist() == [0.0]  # (15, 15) cannot be reached
+    reward = reward[terminal]
+    np.testing.assert_allclose(target[terminal] / reward, 1 / reward.sum(), rtol=1e-12)
 
 
 def test_empirical_l1_hand_case():
@@ -497,7 +500,8 @@ def test_train_arm_records(arm, tiny_runs):
     iterations = 40 if arm == "tb_prt" else 20
     assert run.arm == arm and run.seed == 0 and run.n_mode_states == 4
     assert run.iterations == iterations
-    assert len(run.samples) == len(run.modes_found) == iterations // 5
+    assert len(run.samples) == len(run.modes_found) == iterations // 5 + 1
+    assert run.samples[0] == 0 and run.modes_found[0] == 0
     assert run.samples[-1] == n_fresh
     assert all(b > a for a, b in zip(run.samples, run.samples[1:], strict=False))
     assert all(b >= a for a, b in zip(run.modes_found, run.modes_found[1:], strict=False))
@@ -507,11 +511,13 @@ def test_train_arm_records(arm, tiny_runs):
     assert run.modes_found[-1] == found
     for l1 in (run.train_l1, run.eval_l1):
         assert set(l1) == {"mean", "sum"}
-        assert l1["sum"] == pytest.approx(l1["mean"] * 64, rel=1e-12)
+        assert l1["sum"] == pytest.approx(l1["mean"] * 63, rel=1e-12)  # 63 terminal states
         assert 0 <= l1["sum"] <= 2
     assert 0 <= run.eval_modes <= 4
     # below the window, the train L1 is the L1 of all the visit counts
-    assert run.train_l1 == grid.empirical_l1(run.visit_counts, grid.target_distribution(2, 8))
+    terminal = grid.terminal_mask(2, 8)
+    target = grid.target_distribution(2, 8)[terminal]
+    assert run.train_l1 == grid.empirical_l1(run.visit_counts[terminal], target)
     summary = run.summary()
     assert summary["final_modes"] == run.modes_found[-1]
     assert summary["ms_per_iteration"] == pytest.approx(1000 * run.seconds / iterations)
@@ -519,8 +525,8 @@ def test_train_arm_records(arm, tiny_runs):
 
 def test_prt_records_at_fresh_sample_counts(tiny_runs):
     # replays happen on odd iterations, so after 5 iterations 3 batches were fresh
-    assert tiny_runs["tb_prt"].samples == [48, 80, 128, 160, 208, 240, 288, 320]
-    assert tiny_runs["tb"].samples == [80, 160, 240, 320]
+    assert tiny_runs["tb_prt"].samples == [0, 48, 80, 128, 160, 208, 240, 288, 320]
+    assert tiny_runs["tb"].samples == [0, 80, 160, 240, 320]
 
 
 @pytest.mark.parametrize("arm", ARMS)
@@ -618,18 +624,19 @@ def test_grid_facts_2d_16():
     assert facts["mode_coordinates"] == [2, 12, 13] and facts["n_mode_states"] == 9
     assert facts["torchgfn_mode_coordinates"] == [2, 13]
     assert facts["torchgfn_n_mode_states"] == 4
-    assert facts["n_states"] == 256 and facts["n_official_terminal_states"] == 255
+    assert facts["n_states"] == 256 and facts["n_terminal_states"] == 255
     assert facts["buffer_capacity"] == 25
     target = grid.target_distribution(2, 16)
     assert facts["target_mass_on_modes"] == pytest.approx(target[grid.mode_mask(2, 16)].sum())
-    z = grid.deceptive_reward(grid.all_states(2, 16), 16).sum().item()
+    reward = grid.deceptive_reward(grid.all_states(2, 16), 16)
+    z = reward[torch.from_numpy(grid.terminal_mask(2, 16))].sum().item()
     assert facts["target_mass_on_modes"] == pytest.approx(9 * MODE / z, rel=1e-12)
 
 
 def test_grid_facts_4d_16():
     facts = study.grid_facts(4, 16)
     assert facts["n_mode_states"] == 81 and facts["torchgfn_n_mode_states"] == 16
-    assert facts["n_states"] == 65536 and facts["n_official_terminal_states"] == 64125
+    assert facts["n_states"] == 65536 and facts["n_terminal_states"] == 64125
     assert facts["buffer_capacity"] == 6412
 
 
@@ -668,8 +675,8 @@ GRID_2_16 = study.grid_facts(2, 16)
 def fake_run(arm, seed, modes_found, l1_mean=1e-3, eval_modes=2, samples=(16, 32, 48)):
     run = ArmRun(
         arm, seed, 9, samples=list(samples), modes_found=list(modes_found),
-        train_l1={"mean": l1_mean, "sum": l1_mean * 256},
-        eval_l1={"mean": 2 * l1_mean, "sum": 2 * l1_mean * 256},
+        train_l1={"mean": l1_mean, "sum": l1_mean * 255},
+        eval_l1={"mean": 2 * l1_mean, "sum": 2 * l1_mean * 255},
         eval_modes=eval_modes, seconds=1.5, iterations=3,
     )  # fmt: skip
     return run.summary()
@@ -723,7 +730,7 @@ def test_aggregate_hand_case(teacher_wins):
     assert tb["train_l1_mean"] == pytest.approx(2e-3)
     assert tb["train_l1_mean_se"] == pytest.approx(1e-3)  # std 1.414e-3 / sqrt 2
     assert tb["eval_l1_mean"] == pytest.approx(4e-3)
-    assert tb["eval_l1_sum"] == pytest.approx(4e-3 * 256)
+    assert tb["eval_l1_sum"] == pytest.approx(4e-3 * 255)
     assert teacher["eval_modes"] == 5.0
     assert tb["ms_per_iteration"] == pytest.approx(500.0)
     assert tb["samples"] == 48
@@ -801,10 +808,10 @@ def test_reading_notes_when_teacher_wins(teacher_wins):
     assert "**holds**" in notes and "does not hold" not in notes
     assert (
         "- Teacher vs TB: 7.5 against 2.5 of 9 mode states (difference +5.0, ± 1.6 standard "
-        "error over 2 seed(s))."
+        "error over 2 seeds)."
     ) in notes
     assert "Teacher vs TB + ε-greedy: 7.5 against 3.0 of 9" in notes
-    assert "The lowest eval L1 is TB + ε-greedy's (0.002 mean over 256 states)" in notes
+    assert "The lowest eval L1 is TB + ε-greedy's (0.002 mean over 255 terminal states)" in notes
 
 
 def test_reading_notes_when_teacher_loses(teacher_loses):
@@ -820,8 +827,8 @@ def test_results_table(teacher_wins):
     assert table.loc["Teacher", "per seed"] == "6/9"
     assert table.loc["Teacher", "samples to find all (per seed)"] == "—/32"
     assert table.loc["TB", "eval L1, mean (×1e-5)"] == "400.000 ± 200.000"
-    assert table.loc["TB", "eval L1, sum"] == "1.024 ± 0.512"
-    assert table.loc["TB", "train L1, sum"] == "0.512"
+    assert table.loc["TB", "eval L1, sum"] == "1.020 ± 0.510"
+    assert table.loc["TB", "train L1, sum"] == "0.510"
     assert table.loc["Teacher", "modes in eval samples"] == "5.0"
     assert table.loc["TB", "ms / iteration"] == "500"
 
@@ -834,7 +841,7 @@ def test_miniature_findings(teacher_wins, teacher_loses):
     assert "(48 sampled trajectories) per arm, 2 seed(s)" in found["grid_setting"]
     assert "Teacher 7.5 of 9 (seeds: 6/9)" in found["grid_modes"]
     assert found["reference_run_modes"] == found["grid_modes"]
-    assert "TB 400.000e-5 (sum 1.024)" in found["grid_l1"]
+    assert "TB 400.000e-5 (sum 1.020)" in found["grid_l1"]
     assert found["settings"].startswith("C = 19, α = 0, ε = 0.01")
     lost = study.miniature_findings(teacher_loses)
     assert lost["main_claim"] == "modes found: teacher ≥ every baseline does not hold in this run"
@@ -898,3 +905,31 @@ def test_plot_sample_map():
         assert "d = 2, H = 16, 30 iterations, seed 0" in fig.get_suptitle()
     finally:
         plt.close(fig)
+
+
+def test_grid_stops_on_the_edge_as_the_official_environment():
+    env = grid.make_deceptive_grid(2, 6)
+    states = env.States(torch.tensor([[5, 2], [3, 2], [0, 0], [2, 5]]))
+    assert states.forward_masks.tolist() == [
+        [False, False, True],  # a coordinate at H - 1: only "exit"
+        [True, True, True],
+        [True, True, True],
+        [False, False, True],
+    ]
+    # backward: only parents off the edge; (5, 2) -> (4, 2) is allowed, (5, 1) is not
+    assert states.backward_masks.tolist() == [[True, False], [True, True], [False, False],
+                                              [False, True]]  # fmt: skip
+
+
+def test_sampled_trajectories_respect_the_stopping_rule(one_torch_thread):
+    torch.manual_seed(0)
+    env = grid.make_deceptive_grid(2, 6)
+    gflownet = training.build_tb_gflownet(env, 16, 2)
+    final = Sampler(gflownet.pf).sample_trajectories(env, n=500).terminating_states.tensor
+    assert ((final == 5).sum(-1) <= 1).all()
+    assert grid.terminal_mask(2, 6)[grid.state_index(final, 6).numpy()].all()
+    # a backward trajectory from an edge state, reversed, has a finite forward probability
+    edge = env.States(torch.tensor([[5, 2], [2, 5], [5, 0]]))
+    backward = Sampler(gflownet.pb).sample_trajectories(env, states=edge)
+    scores = gflownet.get_scores(backward.reverse_backward_trajectories())
+    assert torch.isfinite(scores).all()

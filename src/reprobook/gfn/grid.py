@@ -13,9 +13,12 @@ are 3 mode coordinates per axis (2, 12, 13) and 3^d mode states. torchgfn's own
 official float64 reward, so the 3^d states we count as modes are the ones the sampler is
 rewarded for.
 
-torchgfn's HyperGrid lets every one of the H^d states terminate; the official environment ends
-an episode as soon as a coordinate reaches H - 1, so states with two or more coordinates at
-H - 1 are unreachable there. ``official_terminal_mask`` marks the official terminal set.
+Dynamics follow the official environment too: an episode ends as soon as any coordinate
+reaches H - 1, so a state on that edge allows only the exit action, and states with two or more
+coordinates at H - 1 are never reached (torchgfn's HyperGrid only masks the move that would leave
+the grid, and lets every state terminate). ``DeceptiveGrid`` changes torchgfn's masks to match:
+forward, only "exit" on the edge; backward, only parents that are not themselves on the edge,
+so the uniform backward policy is uniform over parents that can occur.
 """
 
 from __future__ import annotations
@@ -85,14 +88,15 @@ def mode_mask(ndim: int, height: int) -> np.ndarray:
     return (reward >= reward.max()).numpy()
 
 
-def official_terminal_mask(ndim: int, height: int) -> np.ndarray:
-    """Boolean ``[H^d]``: the official terminal set (at most one coordinate at H - 1)."""
+def terminal_mask(ndim: int, height: int) -> np.ndarray:
+    """Boolean ``[H^d]``: the reachable terminal states (at most one coordinate at H - 1)."""
     return ((all_states(ndim, height) == height - 1).sum(-1) <= 1).numpy()
 
 
 def target_distribution(ndim: int, height: int) -> np.ndarray:
-    """p(x) = R(x) / Z over all H^d states (torchgfn's terminal set), float64."""
+    """p(x) = R(x) / Z over the terminal states, 0 on the unreachable ones; ``[H^d]``, float64."""
     reward = deceptive_reward(all_states(ndim, height), height).numpy()
+    reward = np.where(terminal_mask(ndim, height), reward, 0.0)
     return reward / reward.sum()
 
 
@@ -120,10 +124,33 @@ class OfficialDeceptiveReward(GridReward):
         return deceptive_reward(states_tensor, self.height).to(torch.get_default_dtype())
 
 
-def make_deceptive_grid(ndim: int, height: int) -> HyperGrid:
-    """torchgfn's HyperGrid (states, actions, masks) carrying the official float64 reward."""
+class DeceptiveGrid(HyperGrid):
+    """torchgfn's HyperGrid with the official environment's stopping rule (see the module doc)."""
+
+    def make_states_class(self) -> type:
+        base, edge = super().make_states_class(), self.height - 1
+
+        class DeceptiveGridStates(base):
+            def _compute_forward_masks(self) -> torch.Tensor:
+                masks = super()._compute_forward_masks()
+                on_edge = (self.tensor == edge).any(-1, keepdim=True)
+                masks[..., :-1] &= ~on_edge  # on the edge only "exit" is allowed
+                return masks
+
+            def _compute_backward_masks(self) -> torch.Tensor:
+                at_edge = self.tensor == edge
+                n_at_edge = at_edge.sum(-1, keepdim=True)
+                # Undoing step i leaves a parent off the edge iff no other coordinate is at it.
+                parent_off_edge = (n_at_edge == 0) | (at_edge & (n_at_edge == 1))
+                return (self.tensor != 0) & parent_off_edge
+
+        return DeceptiveGridStates
+
+
+def make_deceptive_grid(ndim: int, height: int) -> DeceptiveGrid:
+    """The deceptive grid: official float64 reward and stopping rule on torchgfn's HyperGrid."""
     _check_grid(ndim, height)
-    env = HyperGrid(
+    env = DeceptiveGrid(
         ndim=ndim,
         height=height,
         reward_fn_str="deceptive",

@@ -32,7 +32,13 @@ from gfn.samplers import Sampler
 from gfn.utils.modules import MLP, DiscreteUniform
 from tqdm.std import tqdm
 
-from reprobook.gfn.grid import empirical_l1, mode_mask, state_index, target_distribution
+from reprobook.gfn.grid import (
+    empirical_l1,
+    mode_mask,
+    state_index,
+    target_distribution,
+    terminal_mask,
+)
 
 ARMS = ("tb", "tb_eps", "tb_prt", "teacher")
 ARM_LABELS = {
@@ -62,13 +68,15 @@ def teacher_reward(
 
 
 def build_tb_gflownet(env: HyperGrid, hidden_dim: int = 256, n_layers: int = 2) -> TBGFlowNet:
-    """A TB GFlowNet: MLP forward policy on the one-hot (K-hot) state, uniform backward policy."""
+    """A TB GFlowNet: LeakyReLU MLP forward policy on the one-hot (K-hot) state, uniform
+    backward policy (over the parents the environment's backward masks allow)."""
     preprocessor = KHotPreprocessor(env.height, env.ndim)
     forward_module = MLP(
         input_dim=preprocessor.output_dim,
         output_dim=env.n_actions,
         hidden_dim=hidden_dim,
         n_hidden_layers=n_layers,
+        activation_fn="leaky_relu",  # as the official grid MLP (nn.LeakyReLU, slope 0.01)
     )
     pf = DiscretePolicyEstimator(forward_module, env.n_actions, preprocessor=preprocessor)
     pb = DiscretePolicyEstimator(
@@ -108,7 +116,7 @@ class RankPrioritizedBuffer:
     def weights(self) -> np.ndarray:
         """Sampling probabilities of the stored states, in insertion order."""
         priorities = np.fromiter(self._items.values(), dtype=np.float64)
-        ranks = np.argsort(np.argsort(-priorities, kind="stable"), kind="stable")
+        ranks = np.argsort(np.argsort(-priorities))  # numpy's default sort, as the official code
         weights = 1.0 / (self.rank_weight * len(priorities) + ranks)
         return weights / weights.sum()
 
@@ -140,7 +148,7 @@ class TrainSettings:
     rank_weight: float = 1e-2
     hidden_dim: int = 256
     n_layers: int = 2
-    record_every: int = 10
+    record_every: int = 5
     train_l1_window: int = 10_000
     eval_samples: int = 100_000
     eval_batch: int = 1_000
@@ -239,7 +247,7 @@ def train_arm(
     counts = np.zeros(env.height**env.ndim, dtype=np.int64)
     recent: deque[np.ndarray] = deque()
     recent_n = 0
-    run = ArmRun(arm, seed, int(is_mode.sum()))
+    run = ArmRun(arm, seed, int(is_mode.sum()), samples=[0], modes_found=[0])
     n_sampled = 0
     started = time.perf_counter()
     for i in tqdm(range(n_iterations), desc=arm, disable=not progress, mininterval=10):
@@ -276,11 +284,12 @@ def train_arm(
     run.seconds = time.perf_counter() - started
     run.iterations = n_iterations
     run.visit_counts = counts
-    target = target_distribution(env.ndim, env.height)
+    terminal = terminal_mask(env.ndim, env.height)  # L1 averages over reachable states only
+    target = target_distribution(env.ndim, env.height)[terminal]
     window = np.bincount(np.concatenate(recent), minlength=counts.size)
-    run.train_l1 = empirical_l1(window, target)
+    run.train_l1 = empirical_l1(window[terminal], target)
     eval_counts = sample_counts(student, env, settings.eval_samples, settings.eval_batch)
-    run.eval_l1 = empirical_l1(eval_counts, target)
+    run.eval_l1 = empirical_l1(eval_counts[terminal], target)
     run.eval_modes = int((eval_counts[is_mode] > 0).sum())
     return run
 
