@@ -176,6 +176,9 @@ class ArmRun:
     train_l1: dict[str, float] = field(default_factory=dict)  # last ``train_l1_window`` samples
     eval_l1: dict[str, float] = field(default_factory=dict)  # fresh samples of the final student
     eval_modes: int = 0  # distinct modes among the fresh samples
+    # Modes found once the student has taken ``TrainSettings.n_iterations`` gradient steps: the
+    # final count for every arm but PRT, which by then has drawn half its samples.
+    modes_at_equal_steps: int = 0
     seconds: float = 0.0
     iterations: int = 0
 
@@ -185,6 +188,7 @@ class ArmRun:
             "modes_found": self.modes_found, "final_modes": self.modes_found[-1],
             "n_mode_states": self.n_mode_states, "train_l1": self.train_l1,
             "eval_l1": self.eval_l1, "eval_modes": self.eval_modes, "seconds": self.seconds,
+            "modes_at_equal_steps": self.modes_at_equal_steps,
             "iterations": self.iterations,
             "ms_per_iteration": 1000 * self.seconds / max(self.iterations, 1),
             "samples_to_all_modes": next(
@@ -278,6 +282,8 @@ def train_arm(
             n_sampled += len(index)
             if buffer is not None:
                 buffer.add(final, log_reward.exp())
+        if i + 1 == settings.n_iterations:
+            run.modes_at_equal_steps = int((counts[is_mode] > 0).sum())
         if (i + 1) % settings.record_every == 0 or i + 1 == n_iterations:
             run.samples.append(n_sampled)
             run.modes_found.append(int((counts[is_mode] > 0).sum()))
