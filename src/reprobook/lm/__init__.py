@@ -1,0 +1,1 @@
+"""Small causal language models, synthetic corpora and sampling, shared by the LM chapters."""

@@ -1,0 +1,681 @@
+"""Chapter 3's experiments as functions of a config, returning JSON-ready metrics.
+
+One *run* trains a fresh copy of the pretrained generator with one arm's rewards for one
+target: every outer step samples ``n_rollouts`` continuations of each of ``n_prompts`` prompts,
+scores them, and takes a GRPO step. All arms of a seed share the same language, the same
+pretrained generator and target, the same prompts and the same held-out evaluation prompts,
+so their curves differ only by their rewards.
+
+Every number a curve shows is measured the same way for every arm: the target, restarted from
+its initial weights, is trained with the paper's AdamW inner loop on the batch, and Phi, the
+pixel accuracy of the decoded "67" and the head's norm are read off the trained weights. The
+SGD arm also records what its own SGD-trained target reached.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from torch import nn
+from tqdm.std import tqdm  # plain text bars: no ipywidgets needed in the book
+
+from reprobook.lm.corpus import entropy_rate, markov_language, random_windows, sample_stream
+from reprobook.lm.hub import load_causal_lm
+from reprobook.lm.models import GPTConfig, TinyGPT, count_parameters
+from reprobook.lm.sampling import sample_continuations
+from reprobook.lm.training import pretrain
+from reprobook.metagrad.inner import (
+    InnerLoop,
+    Params,
+    initial_params,
+    metagradient,
+    step_order,
+    train,
+    train_detached,
+)
+from reprobook.metagrad.policy import GRPOSettings, grpo_step
+from reprobook.metagrad.rewards import (
+    exact_rewards,
+    group_advantages,
+    groupless_advantages,
+    naive_rewards,
+)
+from reprobook.metagrad.targets import TARGETS, Target, decoded_picture, make_target
+from reprobook.profiles import Config, resolve_profile
+
+ARMS = ("dpg", "naive", "sgd")
+ARM_LABELS = {
+    "dpg": "DPG (exact τ through AdamW)",
+    "naive": "naive (Φ of each inverse group)",
+    "sgd": "DPG with an SGD inner loop",
+}
+TARGET_LABELS = {"sixseven": 'the "67" patch', "l2_norm": "the head's ℓ² norm"}
+# Settings of the official runs (verl GRPO and the optax AdamW of the metagrad server).
+PAPER_SETTINGS = dict(
+    temperature=1.0, clip_ratio=0.2, max_grad_norm=1.0, generator_weight_decay=0.01,
+)  # fmt: skip
+MINIATURE = dict(  # the sizes of our stand-ins, shared by both profiles
+    vocab=32, language_concentration=0.1, stream_tokens=60_000, prompt_length=8,
+    completion_length=24, target_d_model=16, target_layers=1, generator_d_model=32,
+    generator_layers=2, n_heads=2, pretrain_steps_generator=300, pretrain_steps_target=200,
+    pretrain_lr=3e-3, pretrain_batch=64,
+)  # fmt: skip
+PROFILES = {
+    "smoke": dict(  # CI: the "67" target only, M = 4, 50 outer steps, one seed
+        targets=["sixseven"], arms=list(ARMS), n_seeds=1, outer_steps=50, inner_steps=4,
+        n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, generator_lr=1e-3,
+        eval_every=10, eval_batches=2, cost_repeats=3, target_model_name="",
+        generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
+    ),
+    "full": dict(  # both targets, M = 8, 400 outer steps, three seeds
+        targets=list(TARGETS), arms=list(ARMS), n_seeds=3, outer_steps=400, inner_steps=8,
+        n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, generator_lr=1e-3,
+        eval_every=25, eval_batches=4, cost_repeats=5, target_model_name="",
+        generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
+    ),
+}  # fmt: skip
+
+
+def _distinct_subset(allowed: Sequence[str]):
+    return (
+        lambda items: (
+            len(items) > 0 and len(set(items)) == len(items) and set(items) <= set(allowed)
+        ),
+        f"a non-empty list of distinct names from {list(allowed)}",
+    )
+
+
+def _positive_int(minimum: int = 1):
+    return (lambda n: isinstance(n, int) and n >= minimum, f"an integer >= {minimum}")
+
+
+CONFIG_CHECKS = {
+    "targets": _distinct_subset(TARGETS),
+    "arms": _distinct_subset(ARMS),
+    "n_seeds": _positive_int(),
+    "outer_steps": _positive_int(),
+    "inner_steps": _positive_int(2),  # one Adam step is sign(g): its metagradient is ~0
+    "n_prompts": _positive_int(),
+    "n_rollouts": _positive_int(2),  # GRPO normalises within a prompt's rollouts
+    "inner_lr": (lambda x: x > 0, "> 0"),
+    "sgd_lr": (lambda x: x > 0, "> 0"),
+    "generator_lr": (lambda x: x > 0, "> 0"),
+    "eval_every": _positive_int(),
+    "eval_batches": _positive_int(),
+    "cost_repeats": _positive_int(),
+    "vocab": _positive_int(8),  # the "67" patch needs tokens 0..6
+    "target_d_model": _positive_int(6),  # ... and hidden units 0..5
+    "prompt_length": _positive_int(),
+    "completion_length": _positive_int(2),
+    "temperature": (lambda x: x > 0, "> 0"),
+}
+METRICS_VERSION = 1
+
+
+def resolve_config(profile: str, **overrides) -> Config:
+    """The chapter's configuration: a row of ``PROFILES`` with the reader's overrides, checked.
+
+    ``None`` overrides keep the profile's value; so does an empty model name (build from config).
+    """
+    overrides = {
+        k: ("" if v is None and k.endswith("model_name") else v) for k, v in overrides.items()
+    }
+    config = resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
+    batch = config.n_prompts * config.n_rollouts
+    if batch % config.inner_steps:
+        raise ValueError(
+            f"n_prompts x n_rollouts ({batch}) must split evenly into inner_steps "
+            f"({config.inner_steps}) minibatches"
+        )
+    return config
+
+
+def inner_loop(config, optimizer: str = "adamw") -> InnerLoop:
+    """The target's inner training: the official AdamW (or SGD) with the chapter's lr and M."""
+    lr = config.sgd_lr if optimizer == "sgd" else config.inner_lr
+    return InnerLoop(optimizer=optimizer, steps=config.inner_steps, lr=lr)
+
+
+@dataclass
+class Setup:
+    """What every arm of one seed shares: the language, the pretrained models, the prompts."""
+
+    seed: int
+    language: torch.Tensor
+    train_stream: torch.Tensor
+    eval_prompts: torch.Tensor  # [eval_batches, n_prompts, prompt_length]
+    generator: nn.Module
+    target_model: nn.Module
+    start: Params
+    head_name: str
+    facts: dict
+
+
+def _tiny_gpt(config, d_model: int, n_layers: int, seed: int) -> TinyGPT:
+    torch.manual_seed(seed)
+    context = config.prompt_length + config.completion_length
+    return TinyGPT(GPTConfig(config.vocab, d_model, n_layers, config.n_heads, context))
+
+
+def prepare(config, seed: int, progress: bool = True) -> Setup:
+    """Make the seed's language, pretrain (or load) the generator and the target, cut prompts."""
+    rng = torch.Generator().manual_seed(seed)
+    language = markov_language(config.vocab, config.language_concentration, seed)
+    stream = sample_stream(language, config.stream_tokens, rng)
+    cut = int(0.9 * len(stream))
+    train_stream, eval_stream = stream[:cut], stream[cut:]
+    facts: dict = {"language_entropy_rate": entropy_rate(language)}
+    window = config.prompt_length + config.completion_length
+    if config.generator_model_name:
+        generator = load_causal_lm(config.generator_model_name)
+        facts["generator_pretrain_loss"] = None
+    else:
+        generator = _tiny_gpt(config, config.generator_d_model, config.generator_layers, seed)
+        losses = pretrain(
+            generator, train_stream, config.pretrain_steps_generator, config.pretrain_batch,
+            window, config.pretrain_lr, rng, progress,
+        )  # fmt: skip
+        facts["generator_pretrain_loss"] = float(np.mean(losses[-20:]))
+    if config.target_model_name:
+        target_model = load_causal_lm(config.target_model_name)
+        head_name = target_model.head_name()
+        facts["target_pretrain_loss"] = None
+    else:
+        target_model = _tiny_gpt(config, config.target_d_model, config.target_layers, seed + 1)
+        losses = pretrain(
+            target_model, train_stream, config.pretrain_steps_target, config.pretrain_batch,
+            config.completion_length, config.pretrain_lr, rng, progress,
+        )  # fmt: skip
+        facts["target_pretrain_loss"] = float(np.mean(losses[-20:]))
+        head_name = "head.weight"
+    _check_vocabularies(config.vocab, generator, target_model)
+    facts["generator_parameters"] = count_parameters(generator)
+    facts["target_parameters"] = count_parameters(target_model)
+    eval_rng = torch.Generator().manual_seed(seed + 7)
+    eval_prompts = random_windows(
+        eval_stream, config.eval_batches * config.n_prompts, config.prompt_length, eval_rng
+    ).reshape(config.eval_batches, config.n_prompts, config.prompt_length)
+    start = initial_params(target_model)
+    facts["initial_head_norm"] = float(torch.linalg.norm(start[head_name]))
+    return Setup(seed, language, train_stream, eval_prompts, generator, target_model, start,
+                 head_name, facts)  # fmt: skip
+
+
+def _output_vocab(model: nn.Module) -> int:
+    return model(torch.zeros(1, 1, dtype=torch.long)).shape[-1]
+
+
+def _check_vocabularies(language_vocab: int, generator: nn.Module, target: nn.Module) -> None:
+    """The prompts must be tokens of the generator, and its samples tokens of the target."""
+    with torch.no_grad():
+        generator_vocab, target_vocab = _output_vocab(generator), _output_vocab(target)
+    if not language_vocab <= generator_vocab <= target_vocab:
+        raise ValueError(
+            f"vocabularies do not nest: language {language_vocab}, generator {generator_vocab}, "
+            f"target {target_vocab} (need language <= generator <= target)"
+        )
+
+
+def evaluate(config, setup: Setup, generator: nn.Module, target: Target, step: int) -> dict:
+    """Phi, pixel accuracy and head norm of targets trained (AdamW) on held-out rollouts.
+
+    The prompts and the sampling noise are the same at every evaluation and for every arm.
+    Returns the means over ``eval_batches`` batches and the first batch's decoded picture.
+    """
+    loop = inner_loop(config)
+    sample_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 11)
+    order_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 13)
+    rows = []
+    picture = None
+    for prompts in setup.eval_prompts:
+        completions = _rollouts(config, generator, prompts, sample_rng)[:, config.prompt_length :]
+        order = step_order(completions.shape[0], loop, order_rng)
+        trained = train_detached(setup.target_model, setup.start, completions, order, loop)
+        rows.append(target.describe(trained))
+        if picture is None and target.name == "sixseven":
+            picture = decoded_picture(trained[target.head_name], target.initial_head)
+    out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    out["step"] = step
+    if picture is not None:
+        out["picture"] = picture.to(torch.int64).tolist()
+    return out
+
+
+def _rollouts(config, generator: nn.Module, prompts: torch.Tensor, rng: torch.Generator):
+    """``n_rollouts`` continuations of each prompt, prompt-major: ``[P * n, prompt + L]``."""
+    repeated = prompts.repeat_interleave(config.n_rollouts, dim=0)
+    return sample_continuations(
+        generator, repeated, config.completion_length, rng, config.temperature
+    )
+
+
+def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = True) -> dict:
+    """Train a copy of the generator with ``arm``'s rewards on ``target_name``; curves and evals."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; valid arms: {', '.join(ARMS)}")
+    target = make_target(target_name, setup.head_name, setup.start)
+    generator = copy.deepcopy(setup.generator)
+    optimizer = torch.optim.AdamW(
+        generator.parameters(), lr=config.generator_lr,
+        weight_decay=config.generator_weight_decay,
+    )  # fmt: skip
+    grpo = GRPOSettings(
+        lr=config.generator_lr, weight_decay=config.generator_weight_decay,
+        clip_ratio=config.clip_ratio, max_grad_norm=config.max_grad_norm,
+    )  # fmt: skip
+    adam, own = inner_loop(config), inner_loop(config, "sgd" if arm == "sgd" else "adamw")
+    # The same streams of prompts, samples and orders for every arm of this seed.
+    prompt_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 1)
+    sample_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 2)
+    order_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 3)
+    curves: dict[str, list[float]] = {"phi": [], "pixel_accuracy": [], "head_norm": [], "nll": []}
+    own_curves: dict[str, list[float]] = {"phi": [], "pixel_accuracy": [], "head_norm": []}
+    evals = [evaluate(config, setup, generator, target, 0)]
+    started = time.perf_counter()
+    label = f"seed {setup.seed} {target_name} {arm}"
+    for step in tqdm(
+        range(config.outer_steps), desc=label, disable=not progress, leave=False, mininterval=10
+    ):
+        prompts = random_windows(
+            setup.train_stream, config.n_prompts, config.prompt_length, prompt_rng
+        )
+        sequences = _rollouts(config, generator, prompts, sample_rng)
+        completions = sequences[:, config.prompt_length :]
+        order = step_order(completions.shape[0], own, order_rng)
+        if arm == "naive":
+            rewards = naive_rewards(
+                setup.target_model, setup.start, completions, config.n_prompts, target, own,
+                order_rng,
+            )  # fmt: skip
+            advantages = groupless_advantages(rewards)
+            trained = train_detached(setup.target_model, setup.start, completions, order, adam)
+        else:
+            tau, trained = exact_rewards(
+                setup.target_model, setup.start, completions, target, order, own
+            )
+            advantages = group_advantages(tau.reshape(config.n_prompts, config.n_rollouts))
+            if arm == "sgd":
+                for key, value in target.describe(trained).items():
+                    own_curves[key].append(value)
+                trained = train_detached(setup.target_model, setup.start, completions, order, adam)
+        for key, value in target.describe(trained).items():
+            curves[key].append(value)
+        update = grpo_step(
+            generator, optimizer, sequences, config.prompt_length, advantages.reshape(-1), grpo
+        )
+        curves["nll"].append(update["nll"])
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.outer_steps:
+            evals.append(evaluate(config, setup, generator, target, step + 1))
+    out = {
+        "arm": arm,
+        "target": target_name,
+        "seed": setup.seed,
+        "train": {k: [round(v, 6) for v in vals] for k, vals in curves.items()},
+        "eval": evals,
+        "seconds": time.perf_counter() - started,
+    }
+    if arm == "sgd":
+        out["own_optimizer"] = {k: [round(v, 6) for v in vals] for k, vals in own_curves.items()}
+    return out
+
+
+def finite_difference_check(seed: int = 0, step: float = 1e-5) -> dict:
+    """tau against central finite differences of Phi(w), on a tiny float64 case.
+
+    A 1-layer model (vocabulary 8, width 6), 6 examples, 3 AdamW steps, the "67" target. The
+    finite differences are a check of the method, never part of it.
+    """
+    torch.manual_seed(seed)
+    model = TinyGPT(GPTConfig(vocab=8, d_model=6, n_layers=1, n_heads=2, context=8)).double()
+    start = initial_params(model)
+    target = make_target("sixseven", "head.weight", start)
+    rng = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(8, (6, 8), generator=rng)
+    loop = InnerLoop(steps=3, lr=1e-2)
+    order = step_order(6, loop, rng)
+    ones = torch.ones(6, dtype=torch.float64)
+    tau, _, _ = metagradient(model, start, tokens, target.phi, order, loop, ones)
+
+    def phi(weights: torch.Tensor) -> float:
+        return float(target.phi(train(model, start, tokens, weights, order, loop)))
+
+    finite = []
+    for i in range(6):
+        bump = torch.zeros(6, dtype=torch.float64)
+        bump[i] = step
+        finite.append((phi(ones + bump) - phi(ones - bump)) / (2 * step))
+    finite_t = torch.tensor(finite, dtype=torch.float64)
+    error = (tau - finite_t).abs().max().item()
+    return {
+        "tau": tau.tolist(),
+        "finite_differences": finite,
+        "max_abs_error": error,
+        "max_rel_error": error / max(tau.abs().max().item(), 1e-300),
+        "step": step,
+    }
+
+
+def attribution_cost(config, setup: Setup, target_name: str = "sixseven") -> dict:
+    """Time of all tau for one batch vs one inner run and vs leave-one-out retraining.
+
+    Leave-one-out retrains the target once per example with that example's weight set to 0
+    (the mean's denominator kept), so ``Phi(1) - Phi(1 - e_i)`` is the finite version of
+    tau_i; we also report how well the two agree.
+    """
+    target = make_target(target_name, setup.head_name, setup.start)
+    loop = inner_loop(config)
+    rng = torch.Generator().manual_seed(setup.seed * 1_000 + 5)
+    prompts = random_windows(setup.train_stream, config.n_prompts, config.prompt_length, rng)
+    completions = _rollouts(config, setup.generator, prompts, rng)[:, config.prompt_length :]
+    order = step_order(completions.shape[0], loop, rng)
+    model, start = setup.target_model, setup.start
+    n = completions.shape[0]
+    ones = torch.ones(n, dtype=next(iter(start.values())).dtype)
+
+    def phi(weights: torch.Tensor) -> float:
+        return float(target.phi(train(model, start, completions, weights, order, loop)))
+
+    def best_time(fn) -> float:
+        times = []
+        for _ in range(config.cost_repeats):
+            begin = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - begin)
+        return min(times)
+
+    phi(ones)  # warm-up
+    inner_s = best_time(lambda: phi(ones))
+    metagrad_s = best_time(lambda: metagradient(model, start, completions, target.phi, order, loop))
+    tau, base, _ = metagradient(model, start, completions, target.phi, order, loop)
+    begin = time.perf_counter()
+    loo = []
+    for i in range(n):
+        weights = ones.clone()
+        weights[i] = 0.0
+        loo.append(float(base) - phi(weights))
+    loo_s = time.perf_counter() - begin
+    tau_np, loo_np = tau.numpy(), np.asarray(loo)
+    return {
+        "n_examples": n,
+        "inner_steps": loop.steps,
+        "inner_run_s": inner_s,
+        "metagradient_s": metagrad_s,
+        "leave_one_out_s": loo_s,
+        "metagradient_over_inner": metagrad_s / inner_s,
+        "leave_one_out_over_inner": loo_s / inner_s,
+        "leave_one_out_over_metagradient": loo_s / metagrad_s,
+        "pearson_tau_loo": float(stats.pearsonr(tau_np, loo_np)[0]),
+        "spearman_tau_loo": float(stats.spearmanr(tau_np, loo_np)[0]),
+        "sign_agreement_tau_loo": float(np.mean(np.sign(tau_np) == np.sign(loo_np))),
+        "tau": tau_np.tolist(),
+        "leave_one_out": loo_np.tolist(),
+    }
+
+
+def build_metrics(config, seeds, runs, setups, cost, fd_check) -> dict:
+    """The chapter's metrics from the studies' outputs (claims are added by the caller)."""
+    return {
+        "metrics_version": METRICS_VERSION,
+        "seeds": list(seeds),
+        "settings": {k: v for k, v in config.items() if not k.endswith("model_name")},
+        "models": {
+            "target": config.target_model_name or "TinyGPT from config",
+            "generator": config.generator_model_name or "TinyGPT from config",
+        },
+        "setups": {str(seed): facts for seed, facts in setups.items()},
+        "runs": runs,
+        "summary": summarize(runs),
+        "cost": cost,
+        "finite_difference_check": fd_check,
+    }
+
+
+# --- reading the metrics -------------------------------------------------------------------
+
+HEADLINE = {"sixseven": "pixel_accuracy", "l2_norm": "head_norm"}
+BETTER_IF_HIGHER = {"pixel_accuracy": True, "head_norm": False}
+END_EVALS = 3  # the end of a run is the mean of its last three evaluations
+
+
+def _end(evals: list[dict], key: str) -> float:
+    return float(np.mean([e[key] for e in evals[-END_EVALS:]]))
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per target and arm: start and end of the headline metric, per seed and mean +- SE."""
+    out: dict = {}
+    for run in runs:
+        key = HEADLINE[run["target"]]
+        cell = out.setdefault(run["target"], {}).setdefault(
+            run["arm"], {"metric": key, "start": [], "end": [], "seeds": [], "seconds": []}
+        )
+        cell["start"].append(run["eval"][0][key])
+        cell["end"].append(_end(run["eval"], key))
+        cell["seeds"].append(run["seed"])
+        cell["seconds"].append(run["seconds"])
+    for per_arm in out.values():
+        for cell in per_arm.values():
+            for which in ("start", "end"):
+                values = np.asarray(cell[which])
+                cell[f"{which}_mean"] = float(values.mean())
+                cell[f"{which}_se"] = (
+                    float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+                )
+    return out
+
+
+def check_claims(metrics: dict, min_rise: float = 0.25) -> dict[str, bool]:
+    """The chapter's claims, each computed from the metrics alone.
+
+    - ``tau_matches_finite_differences``: exact tau within 1e-4 (relative) of central finite
+      differences, float64 (sanity of the method);
+    - ``metagradient_within_5x``: all tau of a batch cost <= 5 inner training runs;
+    - ``metagradient_cheaper_than_loo``: ... and less than leave-one-out retraining;
+    - ``dpg_pixel_accuracy_rises``: DPG's "67" pixel accuracy (seed mean) ends at least
+      ``min_rise`` above where it started (0.5 is chance: 0.25 is half-way to 1);
+    - ``dpg_norm_falls``: DPG's trained head norm ends below where it started;
+    - ``dpg_beats_<arm>_<target>``: DPG's end metric is better than that arm's (seed means).
+    """
+    fd, cost, summary = metrics["finite_difference_check"], metrics["cost"], metrics["summary"]
+    claims = {
+        "tau_matches_finite_differences": fd["max_rel_error"] <= 1e-4,
+        "metagradient_within_5x": cost["metagradient_over_inner"] <= 5.0,
+        "metagradient_cheaper_than_loo": cost["metagradient_s"] < cost["leave_one_out_s"],
+    }
+    for target, per_arm in summary.items():
+        if "dpg" not in per_arm:
+            continue
+        dpg = per_arm["dpg"]
+        if target == "sixseven":
+            claims["dpg_pixel_accuracy_rises"] = dpg["end_mean"] - dpg["start_mean"] >= min_rise
+        else:
+            claims["dpg_norm_falls"] = dpg["end_mean"] < dpg["start_mean"]
+        higher = BETTER_IF_HIGHER[dpg["metric"]]
+        for arm, cell in per_arm.items():
+            if arm != "dpg":
+                claims[f"dpg_beats_{arm}_{target}"] = (
+                    dpg["end_mean"] > cell["end_mean"]
+                    if higher
+                    else dpg["end_mean"] < cell["end_mean"]
+                )
+    return claims
+
+
+def can_read(metrics: dict) -> bool:
+    """Whether saved metrics have the layout this version of the chapter reads."""
+    return metrics.get("metrics_version") == METRICS_VERSION and {
+        "runs", "summary", "cost", "finite_difference_check", "claims",
+    } <= set(metrics)  # fmt: skip
+
+
+def summary_table(metrics: dict) -> pd.DataFrame:
+    """Start and end of each target's headline metric per arm (mean +- SE over seeds)."""
+    rows = []
+    for target, per_arm in metrics["summary"].items():
+        for arm, cell in per_arm.items():
+            per_seed = "/".join(f"{v:.3f}" for v in cell["end"])
+            rows.append({
+                "target": TARGET_LABELS[target],
+                "arm": ARM_LABELS[arm],
+                "measured": cell["metric"].replace("_", " "),
+                "at step 0": _pm(cell, "start"),
+                "at the end": _pm(cell, "end"),
+                "end, per seed": per_seed,
+                "minutes per run": f"{np.mean(cell['seconds']) / 60:.1f}",
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["target", "arm"])
+
+
+def cost_table(cost: dict) -> pd.DataFrame:
+    """The attribution-cost table: seconds and multiples of one inner training run."""
+    rows = [
+        ("one inner training run (M steps, no attribution)", cost["inner_run_s"], 1.0),
+        ("all τ at once: exact metagradient", cost["metagradient_s"],
+         cost["metagradient_over_inner"]),
+        (f"leave-one-out: {cost['n_examples']} retrainings", cost["leave_one_out_s"],
+         cost["leave_one_out_over_inner"]),
+    ]  # fmt: skip
+    return pd.DataFrame(
+        [(what, f"{s * 1e3:.1f}", f"{x:.1f}×") for what, s, x in rows],
+        columns=["what", "ms", "× one inner run"],
+    ).set_index("what")
+
+
+def _pm(cell: dict, which: str) -> str:
+    text = f"{cell[f'{which}_mean']:.3f}"
+    return text + (f" ± {cell[f'{which}_se']:.3f}" if len(cell[which]) > 1 else "")
+
+
+def _own_end(metrics: dict, target: str, key: str) -> float | None:
+    """The SGD arm's own (SGD-trained) batch metric over the last tenth of its steps."""
+    values = [
+        np.mean(r["own_optimizer"][key][-max(1, len(r["own_optimizer"][key]) // 10) :])
+        for r in metrics["runs"]
+        if r["arm"] == "sgd" and r["target"] == target
+    ]
+    return float(np.mean(values)) if values else None
+
+
+def miniature_findings(metrics: dict) -> dict[str, str]:
+    """What this book's run found, in words, keyed by the ids of the chapter's anchors."""
+    s, summary, cost = metrics["settings"], metrics["summary"], metrics["cost"]
+    fd = metrics["finite_difference_check"]
+    seeds = len(metrics["seeds"])
+    n_batch = s["n_prompts"] * s["n_rollouts"]
+    found: dict[str, str] = {
+        "method": (
+            f"exact τ by torch.func (grad of a function of M grads) through {s['inner_steps']} "
+            f"AdamW steps; central finite differences agree to {fd['max_rel_error']:.1e} "
+            "(relative, float64, tiny case)"
+        ),
+        "sixseven_metric": (
+            "the same Φ (s = 20), decoded picture and pixel accuracy, on head.weight.T[:6, :7] "
+            "of an untied head"
+        ),
+        "inner_loop": (
+            f"TinyGPT target (width {s['target_d_model']}, {s['target_layers']} layer, "
+            f"{metrics['setups'][str(metrics['seeds'][0])]['target_parameters']:,} parameters) "
+            f"reset to its pretrained weights every outer step; official AdamW settings with lr "
+            f"{s['inner_lr']:g}; M = {s['inner_steps']} steps of {n_batch // s['inner_steps']} "
+            f"rollouts; SGD control lr {s['sgd_lr']:g}"
+        ),
+        "generator": (
+            f"TinyGPT generator (width {s['generator_d_model']}, {s['generator_layers']} layers) "
+            f"pretrained on a synthetic Markov language; {s['n_prompts']} prompts × "
+            f"{s['n_rollouts']} rollouts of {s['completion_length']} tokens at temperature "
+            f"{s['temperature']:g}; GRPO (clip {s['clip_ratio']:g}, KL 0), "
+            f"lr {s['generator_lr']:g}, "
+            f"{s['outer_steps']} outer steps, {seeds} seed(s)"
+        ),
+        "naive_baseline": (
+            "the same construction (one rollout per prompt in each group, each group trained "
+            "alone with the same per-step batch, groupless advantages), at DPG's inner lr"
+        ),
+        "attribution_cost": (
+            f"all {cost['n_examples']} τ of a batch: {cost['metagradient_over_inner']:.1f}× one "
+            f"inner run; leave-one-out: {cost['leave_one_out_over_inner']:.0f}× "
+            f"({cost['leave_one_out_over_metagradient']:.0f}× the metagradient); Spearman(τ, "
+            f"leave-one-out) = {cost['spearman_tau_loo']:.2f}"
+        ),
+    }
+    main = []
+    if "sixseven" in summary and "dpg" in summary["sixseven"]:
+        per_arm = summary["sixseven"]
+        dpg = per_arm["dpg"]
+        main.append(f"67 pixel accuracy (held-out) {_pm(dpg, 'start')} → {_pm(dpg, 'end')}")
+        found["sixseven_result"] = (
+            f"DPG ends at {_pm(dpg, 'end')} (per seed {'/'.join(f'{v:.2f}' for v in dpg['end'])})"
+        )
+        found["community_reproduction"] = f"our DPG: {_pm(dpg, 'end')} (different scale)"
+        if "naive" in per_arm:
+            found["dpg_vs_naive"] = (
+                f"67: DPG {_pm(dpg, 'end')} vs naive {_pm(per_arm['naive'], 'end')}"
+            )
+        if "sgd" in per_arm:
+            own = _own_end(metrics, "sixseven", "pixel_accuracy")
+            found["adam_vs_sgd"] = (
+                f"67, data scored through AdamW: DPG {_pm(dpg, 'end')} vs SGD-trained rewards "
+                f"{_pm(per_arm['sgd'], 'end')}"
+                + (f"; the SGD arm's own SGD-trained target: {own:.3f}" if own is not None else "")
+            )
+    if "l2_norm" in summary and "dpg" in summary["l2_norm"]:
+        per_arm = summary["l2_norm"]
+        dpg = per_arm["dpg"]
+        main.append(f"head norm {_pm(dpg, 'start')} → {_pm(dpg, 'end')}")
+        others = ", ".join(
+            f"{arm} {_pm(cell, 'end')}" for arm, cell in per_arm.items() if arm != "dpg"
+        )
+        found["l2_result"] = f"DPG: {_pm(dpg, 'start')} → {_pm(dpg, 'end')}" + (
+            f" (end, others: {others})" if others else ""
+        )
+        if "naive" in per_arm:
+            found["dpg_vs_naive"] = (
+                found.get("dpg_vs_naive", "") + ("; " if "dpg_vs_naive" in found else "")
+            ) + f"ℓ²: DPG {_pm(dpg, 'end')} vs naive {_pm(per_arm['naive'], 'end')}"
+    if main:
+        found["main_claim"] = "with DPG, mean over seeds: " + "; ".join(main)
+    return found
+
+
+def reading_notes(metrics: dict) -> str:
+    """Markdown describing the run from its numbers (no number is typed by hand)."""
+    summary, claims = metrics["summary"], metrics["claims"]
+    lines = []
+    for target, per_arm in summary.items():
+        if "dpg" not in per_arm:
+            continue
+        dpg = per_arm["dpg"]
+        what = "pixel accuracy" if target == "sixseven" else "head norm"
+        lines.append(
+            f"- **{TARGET_LABELS[target]}**: DPG moved the held-out {what} from "
+            f"{_pm(dpg, 'start')} to {_pm(dpg, 'end')}."
+        )
+        for arm, cell in per_arm.items():
+            if arm == "dpg":
+                continue
+            gap = dpg["end_mean"] - cell["end_mean"]
+            se = math.hypot(dpg["end_se"], cell["end_se"])
+            within = se > 0 and abs(gap) < 2 * se
+            verdict = "better" if claims.get(f"dpg_beats_{arm}_{target}") else "not better"
+            lines.append(
+                f"  - against {ARM_LABELS[arm]}: {_pm(cell, 'end')}; DPG is {verdict} "
+                f"(difference {gap:+.3f}"
+                + (f", within two standard errors ({2 * se:.3f})" if within else "")
+                + (")" if se > 0 else "; one seed, no error bar)")
+            )
+    cost = metrics["cost"]
+    lines.append(
+        f"- **Cost**: all {cost['n_examples']} rewards of a batch took "
+        f"{cost['metagradient_over_inner']:.1f} inner runs' time "
+        f"({'within' if claims['metagradient_within_5x'] else 'over'} the 5× goal); "
+        f"leave-one-out took {cost['leave_one_out_over_inner']:.0f}."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,491 @@
+"""Unit tests for reprobook.metagrad: the differentiable inner loop against torch's optimizers,
+metagradients against finite differences and a closed form, the official targets, rewards,
+GRPO, and the chapter's study on a tiny configuration."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from reprobook import anchors
+from reprobook.lm.models import GPTConfig, TinyGPT
+from reprobook.metagrad import inner, plots, policy, rewards, study, targets
+
+matplotlib.use("Agg")
+CHAPTER = "ch03-dataset-policy-gradient"
+
+
+def model64(vocab=8, d_model=6, seed=0):
+    torch.manual_seed(seed)
+    return TinyGPT(GPTConfig(vocab, d_model, 1, 2, 8)).double()
+
+
+def batch(n=6, length=6, vocab=8, seed=0):
+    return torch.randint(vocab, (n, length), generator=torch.Generator().manual_seed(seed))
+
+
+# --- the inner loop -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(optimizer="rmsprop"), "unknown optimizer"),
+        (dict(steps=0), "steps"),
+        (dict(lr=0.0), "lr"),
+        (dict(b2=1.0), "b1 and b2"),
+        (dict(eps_root=-1.0), "eps_root"),
+    ],
+)
+def test_inner_loop_validates(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        inner.InnerLoop(**kwargs)
+
+
+def test_step_order_is_a_permutation_in_chunks():
+    order = inner.step_order(12, inner.InnerLoop(steps=3), torch.Generator().manual_seed(0))
+    assert order.shape == (3, 4)
+    assert sorted(order.flatten().tolist()) == list(range(12))
+    with pytest.raises(ValueError, match="split evenly"):
+        inner.step_order(10, inner.InnerLoop(steps=3), torch.Generator())
+
+
+def _torch_reference(model, tokens, order, optimizer):
+    for chunk in order:
+        loss = inner.per_example_loss(model, dict(model.named_parameters()), tokens[chunk]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in model.named_parameters()}
+
+
+def test_adamw_matches_torch_adamw_when_eps_root_is_zero():
+    model, tokens = model64(), batch()
+    loop = inner.InnerLoop(steps=3, lr=1e-2, eps_root=0.0)
+    order = inner.step_order(6, loop, torch.Generator().manual_seed(1))
+    ours = inner.train_detached(model, inner.initial_params(model), tokens, order, loop)
+    reference = torch.optim.AdamW(
+        model.parameters(), lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=1e-4
+    )
+    expected = _torch_reference(model, tokens, order, reference)
+    for name in expected:
+        torch.testing.assert_close(ours[name], expected[name], rtol=1e-9, atol=1e-12)
+
+
+def test_sgd_matches_torch_sgd():
+    model, tokens = model64(), batch()
+    loop = inner.InnerLoop(optimizer="sgd", steps=2, lr=0.3)
+    order = inner.step_order(6, loop, torch.Generator().manual_seed(1))
+    ours = inner.train_detached(model, inner.initial_params(model), tokens, order, loop)
+    expected = _torch_reference(model, tokens, order, torch.optim.SGD(model.parameters(), lr=0.3))
+    for name in expected:
+        torch.testing.assert_close(ours[name], expected[name], rtol=1e-10, atol=1e-12)
+
+
+def test_train_does_not_modify_its_start_and_validates():
+    model, tokens = model64(), batch()
+    start = inner.initial_params(model)
+    kept = {k: v.clone() for k, v in start.items()}
+    loop = inner.InnerLoop(steps=2)
+    order = inner.step_order(6, loop, torch.Generator())
+    inner.train_detached(model, start, tokens, order, loop)
+    for name in kept:
+        assert torch.equal(start[name], kept[name])
+    with pytest.raises(ValueError, match="weights"):
+        inner.train(model, start, tokens, torch.ones(5, dtype=torch.float64), order, loop)
+    with pytest.raises(ValueError, match="order"):
+        inner.train(model, start, tokens, torch.ones(6, dtype=torch.float64), order[:1], loop)
+
+
+def test_weighted_loss_is_the_weighted_mean():
+    model, tokens = model64(), batch()
+    params = inner.initial_params(model)
+    per_example = inner.per_example_loss(model, params, tokens)
+    weights = torch.arange(6, dtype=torch.float64)
+    got = inner.weighted_loss(model, params, tokens, weights)
+    torch.testing.assert_close(got, (weights * per_example).sum() / 6)
+
+
+def _finite_differences(model, start, tokens, order, loop, phi, h=1e-6):
+    ones = torch.ones(tokens.shape[0], dtype=torch.float64)
+    out = []
+    for i in range(tokens.shape[0]):
+        bump = torch.zeros_like(ones)
+        bump[i] = h
+        plus = phi(inner.train(model, start, tokens, ones + bump, order, loop))
+        minus = phi(inner.train(model, start, tokens, ones - bump, order, loop))
+        out.append(float(plus - minus) / (2 * h))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+@pytest.mark.parametrize("target_name", ["sixseven", "l2_norm"])
+def test_metagradient_matches_finite_differences(optimizer, target_name):
+    model, tokens = model64(), batch()
+    start = inner.initial_params(model)
+    target = targets.make_target(target_name, "head.weight", start)
+    loop = inner.InnerLoop(optimizer=optimizer, steps=3, lr=1e-2 if optimizer == "adamw" else 0.5)
+    order = inner.step_order(6, loop, torch.Generator().manual_seed(3))
+    tau, value, trained = inner.metagradient(model, start, tokens, target.phi, order, loop)
+    finite = _finite_differences(model, start, tokens, order, loop, target.phi)
+    torch.testing.assert_close(tau, finite, rtol=1e-4, atol=1e-9 * finite.abs().max().item())
+    assert float(value) == pytest.approx(float(target.phi(trained)))
+
+
+def test_metagradient_of_one_sgd_step_has_a_closed_form():
+    """theta_1 = theta_0 - (lr / n) sum_i w_i g_i, so tau_i = -(lr / n) grad Phi(theta_1) . g_i."""
+    model, tokens = model64(), batch(n=4)
+    start = inner.initial_params(model)
+    target = targets.make_target("l2_norm", "head.weight", start)
+    loop = inner.InnerLoop(optimizer="sgd", steps=1, lr=0.2)
+    order = torch.arange(4).reshape(1, 4)
+    tau, _, trained = inner.metagradient(model, start, tokens, target.phi, order, loop)
+    grad_phi = torch.func.grad(target.phi)(trained)
+    expected = []
+    for i in range(4):
+        g = torch.func.grad(lambda p, i=i: inner.per_example_loss(model, p, tokens[i : i + 1])[0])(
+            start
+        )
+        expected.append(-0.2 / 4 * sum((grad_phi[k] * g[k]).sum() for k in g))
+    torch.testing.assert_close(tau, torch.stack(expected))
+
+
+def test_one_adam_step_has_a_nearly_vanishing_metagradient():
+    """Why the chapter refuses M < 2: one Adam step from zero moments moves each weight by
+    g / (sqrt(g^2 + eps_root) + eps), about lr * sign(g), flat in g except where |g| is as small
+    as sqrt(eps_root)."""
+    model, tokens = model64(), batch()
+    start = inner.initial_params(model)
+    target = targets.make_target("sixseven", "head.weight", start)
+    one = torch.arange(6).reshape(1, 6)
+    order2 = inner.step_order(6, inner.InnerLoop(steps=2), torch.Generator().manual_seed(0))
+    for eps_root, ratio in ((1e-9, 0.1), (1e-16, 1e-3)):
+        loop1 = inner.InnerLoop(steps=1, eps_root=eps_root)
+        loop2 = inner.InnerLoop(steps=2, eps_root=eps_root)
+        tau1, _, _ = inner.metagradient(model, start, tokens, target.phi, one, loop1)
+        tau2, _, _ = inner.metagradient(model, start, tokens, target.phi, order2, loop2)
+        assert tau1.abs().max() < ratio * tau2.abs().max()
+
+
+def test_eps_root_keeps_the_metagradient_finite():
+    """d sqrt(v)/dv is infinite at v = 0. Position rows that no input reaches have exactly zero
+    gradient; in this fixed case that makes tau NaN unless eps_root > 0, as the paper uses."""
+    model, tokens = model64(seed=2), batch(seed=2)  # inputs of 5 tokens, context 8
+    start = inner.initial_params(model)
+    target = targets.make_target("l2_norm", "head.weight", start)
+    order = inner.step_order(6, inner.InnerLoop(steps=2), torch.Generator().manual_seed(0))
+    bare_loop, safe_loop = inner.InnerLoop(steps=2, eps_root=0.0), inner.InnerLoop(steps=2)
+    bare, _, _ = inner.metagradient(model, start, tokens, target.phi, order, bare_loop)
+    safe, _, _ = inner.metagradient(model, start, tokens, target.phi, order, safe_loop)
+    assert not torch.isfinite(bare).all() and torch.isfinite(safe).all()
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def test_patch_orientation_is_hidden_units_by_tokens():
+    head = torch.zeros(10, 8, dtype=torch.float64)  # (vocab, d_model)
+    head[4, 2] = 1.0  # token 4, hidden unit 2
+    patch = targets.head_patch(head)
+    assert patch.shape == (6, 7) and patch[2, 4] == 1.0 and patch.sum() == 1.0
+    with pytest.raises(ValueError, match="vocab >= 7"):
+        targets.head_patch(torch.zeros(6, 8))
+    with pytest.raises(ValueError, match="d_model >= 6"):
+        targets.head_patch(torch.zeros(8, 5))
+
+
+def test_sixseven_phi_and_accuracy_by_hand():
+    head0 = torch.randn(9, 7, dtype=torch.float64)
+    picture = targets.target_picture()
+    assert picture.shape == (6, 7) and set(picture.unique().tolist()) == {-1.0, 1.0}
+    assert float(targets.sixseven_phi(head0, head0)) == pytest.approx(-math.log(2))
+    moved = head0.clone()
+    moved.T[:6, :7] += 0.05 * picture
+    assert targets.pixel_accuracy(moved, head0) == 1.0
+    assert float(targets.sixseven_phi(moved, head0)) == pytest.approx(-math.log1p(math.exp(-1)))
+    flipped = head0.clone()
+    flipped.T[:6, :7] -= 0.05 * picture
+    flipped.T[0, 0] += 0.1  # one pixel right again
+    assert targets.pixel_accuracy(flipped, head0) == pytest.approx(1 / 42)
+    with pytest.raises(ValueError, match="differ"):
+        targets.sixseven_phi(head0, head0[:8])
+
+
+def test_l2_target_and_registry():
+    head = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    assert float(targets.l2_phi(head)) == pytest.approx(-5.0)
+    start = {"head.weight": torch.randn(9, 7)}
+    target = targets.make_target("l2_norm", "head.weight", start)
+    described = target.describe(start)
+    assert set(described) == {"phi", "pixel_accuracy", "head_norm"}
+    assert described["phi"] == pytest.approx(-described["head_norm"])
+    with pytest.raises(ValueError, match="unknown target"):
+        targets.make_target("qr", "head.weight", start)
+    with pytest.raises(ValueError, match="no parameter"):
+        targets.make_target("l2_norm", "lm_head.weight", start)
+    with pytest.raises(ValueError, match="patch needs"):
+        targets.make_target("sixseven", "head.weight", {"head.weight": torch.zeros(9, 5)})
+
+
+# --- rewards and GRPO ----------------------------------------------------------------------
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([[1.0, 3.0], [2.0, 2.0]], dtype=torch.float64)
+    adv = rewards.group_advantages(r)
+    s = math.sqrt(2.0)  # unbiased std of (1, 3)
+    torch.testing.assert_close(adv[0], torch.tensor([-1 / s, 1 / s], dtype=torch.float64) * (
+        s / (s + 1e-6)
+    ))  # fmt: skip
+    assert torch.equal(adv[1], torch.zeros(2, dtype=torch.float64))  # ties give no signal
+    with pytest.raises(ValueError, match="rollouts >= 2"):
+        rewards.group_advantages(torch.ones(3, 1))
+    flat = rewards.groupless_advantages(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert abs(flat.mean()) < 1e-6 and flat.std() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="at least 2"):
+        rewards.groupless_advantages(torch.ones(1))
+
+
+def test_naive_rewards_give_each_inverse_group_its_targets_phi():
+    model = model64()
+    start = inner.initial_params(model)
+    target = targets.make_target("sixseven", "head.weight", start)
+    completions = batch(n=8)  # 4 prompts x 2 rollouts, prompt-major
+    loop = inner.InnerLoop(steps=2, lr=1e-2)  # 4 rollouts per step -> each group of 4: 1 step
+    got = rewards.naive_rewards(model, start, completions, 4, target, loop, torch.Generator())
+    assert got.shape == (4, 2)
+    for k in range(2):
+        assert torch.all(got[:, k] == got[0, k])  # one value per inverse group
+        group = completions.reshape(4, 2, -1)[:, k]
+        one_step = inner.InnerLoop(steps=1, lr=1e-2)
+        trained = inner.train_detached(model, start, group, torch.arange(4).reshape(1, 4), one_step)
+        assert float(got[0, k]) == pytest.approx(float(target.phi(trained)))
+    with pytest.raises(ValueError, match="prompt groups"):
+        rewards.naive_rewards(model, start, completions, 3, target, loop, torch.Generator())
+
+
+def test_exact_rewards_are_the_metagradient():
+    model, tokens = model64(), batch()
+    start = inner.initial_params(model)
+    target = targets.make_target("l2_norm", "head.weight", start)
+    loop = inner.InnerLoop(steps=2)
+    order = inner.step_order(6, loop, torch.Generator().manual_seed(0))
+    tau, trained = rewards.exact_rewards(model, start, tokens, target, order, loop)
+    expected, _, _ = inner.metagradient(model, start, tokens, target.phi, order, loop)
+    torch.testing.assert_close(tau, expected)
+    assert set(trained) == set(start)
+
+
+def test_clipped_surrogate_by_hand():
+    logp = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    adv = torch.tensor([1.0, -2.0])
+    assert float(policy.clipped_surrogate(logp, logp, adv, 0.2)) == pytest.approx(0.5)
+    # ratio 2 on a positive advantage is clipped at 1.2; on a negative one it is not.
+    new = logp + math.log(2.0)
+    expected = -((1.2 * 1.0) * 2 + (2.0 * -2.0) * 2) / 4
+    assert float(policy.clipped_surrogate(new, logp, adv, 0.2)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="shapes"):
+        policy.clipped_surrogate(logp, logp, adv[:1], 0.2)
+
+
+def test_grpo_step_raises_the_likelihood_of_advantaged_sequences():
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(6, 8, 1, 2, 8))
+    sequences = torch.tensor([[0, 1, 1, 1, 1], [0, 2, 2, 2, 2]])
+    advantages = torch.tensor([1.0, -1.0])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    from reprobook.lm.sampling import continuation_logprobs
+
+    before = continuation_logprobs(model, sequences, 1).sum(1).detach()
+    settings = policy.GRPOSettings(lr=1e-2)
+    for _ in range(5):
+        out = policy.grpo_step(model, optimizer, sequences, 1, advantages, settings)
+    after = continuation_logprobs(model, sequences, 1).sum(1).detach()
+    assert after[0] > before[0] and after[1] < before[1]
+    assert set(out) == {"loss", "nll"}
+    with pytest.raises(ValueError, match="mini-batches"):
+        policy.grpo_step(
+            model, optimizer, sequences, 1, advantages, policy.GRPOSettings(minibatches=3)
+        )
+    with pytest.raises(ValueError, match="clip_ratio"):
+        policy.GRPOSettings(clip_ratio=1.5)
+
+
+# --- the study, on a tiny configuration ----------------------------------------------------
+
+TINY = dict(
+    outer_steps=4, inner_steps=2, n_prompts=2, n_rollouts=2, eval_every=2, eval_batches=1,
+    cost_repeats=1,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_study():
+    config = study.resolve_config("smoke", targets=["sixseven", "l2_norm"], **TINY)
+    config.update(pretrain_steps_generator=5, pretrain_steps_target=5, stream_tokens=2_000)
+    setup = study.prepare(config, 0, progress=False)
+    runs = [
+        study.run_arm(config, setup, arm, target, progress=False)
+        for target in config.targets
+        for arm in study.ARMS
+    ]
+    cost = study.attribution_cost(config, setup)
+    fd = study.finite_difference_check(0)
+    metrics = study.build_metrics(config, [0], runs, {0: setup.facts}, cost, fd)
+    metrics["claims"] = study.check_claims(metrics)
+    return config, setup, metrics
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(inner_steps=1), "inner_steps"),
+        (dict(arms=["dpg", "ppo"]), "arms"),
+        (dict(targets=[]), "targets"),
+        (dict(n_rollouts=1), "n_rollouts"),
+        (dict(n_prompts=3, n_rollouts=3, inner_steps=2), "split evenly"),
+        (dict(outer_steps=2.5), "outer_steps"),
+    ],
+)
+def test_resolve_config_rejects_bad_settings(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        study.resolve_config("smoke", **overrides)
+    with pytest.raises(ValueError, match="unknown profile"):
+        study.resolve_config("huge")
+
+
+def test_resolve_config_treats_none_model_names_as_built_from_config():
+    config = study.resolve_config("full", target_model_name=None)
+    assert config.target_model_name == "" and config.n_seeds == 3
+
+
+def test_study_runs_end_to_end(tiny_study):
+    config, setup, metrics = tiny_study
+    assert len(metrics["runs"]) == 6
+    for run in metrics["runs"]:
+        assert len(run["train"]["pixel_accuracy"]) == config.outer_steps
+        assert [e["step"] for e in run["eval"]] == [0, 2, 4]
+        if run["target"] == "sixseven":
+            assert np.asarray(run["eval"][0]["picture"]).shape == (6, 7)
+        assert ("own_optimizer" in run) == (run["arm"] == "sgd")
+    first = [r["eval"][0] for r in metrics["runs"] if r["target"] == "sixseven"]
+    assert all(e == first[0] for e in first)  # every arm starts from the same generator
+    assert metrics["cost"]["n_examples"] == 4
+    assert set(metrics["summary"]) == {"sixseven", "l2_norm"}
+    assert study.can_read(metrics)
+    assert set(metrics["claims"]) >= {"tau_matches_finite_differences", "dpg_norm_falls"}
+
+
+def test_the_same_arm_and_seed_repeat_exactly(tiny_study):
+    config, setup, metrics = tiny_study
+    again = study.run_arm(config, setup, "dpg", "sixseven", progress=False)
+    first = next(r for r in metrics["runs"] if r["arm"] == "dpg" and r["target"] == "sixseven")
+    assert again["train"] == first["train"]
+    with pytest.raises(ValueError, match="unknown arm"):
+        study.run_arm(config, setup, "ppo", "sixseven", progress=False)
+
+
+def test_findings_fill_known_anchors_and_notes_read(tiny_study):
+    _, _, metrics = tiny_study
+    found = study.miniature_findings(metrics)
+    known = anchors.load_anchors(CHAPTER)
+    assert set(found) <= set(known)
+    anchors.comparison_table(known, found)
+    notes = study.reading_notes(metrics)
+    assert "DPG" in notes and "Cost" in notes
+    assert len(study.summary_table(metrics)) == 6
+    assert list(study.cost_table(metrics["cost"]).columns) == ["ms", "× one inner run"]
+
+
+def test_plots_draw_from_metrics(tiny_study):
+    _, _, metrics = tiny_study
+    for fig in (
+        plots.plot_learning_curves(metrics["runs"]),
+        plots.plot_pictures(metrics["runs"]),
+        plots.plot_attribution(metrics["cost"]),
+    ):
+        assert fig.axes and all(ax.get_xlabel() or not ax.get_xticks().size for ax in fig.axes)
+    no_67 = [r for r in metrics["runs"] if r["target"] != "sixseven"]
+    with pytest.raises(ValueError, match="67"):
+        plots.plot_pictures(no_67)
+
+
+def _metrics(summary, ratio=3.0, fd_error=1e-7):
+    return {
+        "finite_difference_check": {"max_rel_error": fd_error},
+        "cost": {"metagradient_over_inner": ratio, "metagradient_s": 1.0, "leave_one_out_s": 9.0},
+        "summary": summary,
+    }
+
+
+def _cell(metric, start, end):
+    return {"metric": metric, "start_mean": start, "end_mean": end}
+
+
+def test_check_claims_on_hand_made_metrics():
+    summary = {
+        "sixseven": {
+            "dpg": _cell("pixel_accuracy", 0.5, 0.9),
+            "naive": _cell("pixel_accuracy", 0.5, 0.95),
+            "sgd": _cell("pixel_accuracy", 0.5, 0.7),
+        },
+        "l2_norm": {"dpg": _cell("head_norm", 5.0, 4.8), "naive": _cell("head_norm", 5.0, 4.9)},
+    }
+    claims = study.check_claims(_metrics(summary))
+    assert claims["tau_matches_finite_differences"] and claims["metagradient_within_5x"]
+    assert claims["metagradient_cheaper_than_loo"]
+    assert claims["dpg_pixel_accuracy_rises"] and claims["dpg_norm_falls"]
+    assert not claims["dpg_beats_naive_sixseven"] and claims["dpg_beats_sgd_sixseven"]
+    assert claims["dpg_beats_naive_l2_norm"]  # lower norm is better
+    worse = study.check_claims(_metrics(summary, ratio=6.0, fd_error=1e-3))
+    assert not worse["metagradient_within_5x"] and not worse["tau_matches_finite_differences"]
+    summary["sixseven"]["dpg"] = _cell("pixel_accuracy", 0.5, 0.7)
+    assert not study.check_claims(_metrics(summary))["dpg_pixel_accuracy_rises"]
+
+
+def test_summarize_takes_the_last_three_evaluations():
+    evals = [{"step": s, "pixel_accuracy": v} for s, v in enumerate([0.5, 0.6, 0.7, 0.8, 0.9])]
+    runs = [
+        {"target": "sixseven", "arm": "dpg", "seed": s, "eval": evals, "seconds": 1.0}
+        for s in (0, 1)
+    ]
+    cell = study.summarize(runs)["sixseven"]["dpg"]
+    assert cell["start_mean"] == 0.5 and cell["end_mean"] == pytest.approx(0.8)
+    assert cell["end_se"] == 0.0 and cell["seeds"] == [0, 1]
+
+
+def test_finite_difference_check_agrees():
+    check = study.finite_difference_check(1)
+    assert check["max_rel_error"] < 1e-4 and len(check["tau"]) == 6
+
+
+def test_hub_target_runs_through_the_metagradient(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from reprobook.lm.hub import load_causal_lm
+
+    config = transformers.GPT2Config(
+        vocab_size=40, n_positions=16, n_embd=12, n_layer=1, n_head=2, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    lm = load_causal_lm(str(tmp_path))
+    start = inner.initial_params(lm)
+    target = targets.make_target("sixseven", lm.head_name(), start)
+    loop = inner.InnerLoop(steps=2, lr=1e-2)
+    tokens = batch(n=4, vocab=40)
+    order = inner.step_order(4, loop, torch.Generator())
+    tau, value, _ = inner.metagradient(lm, start, tokens, target.phi, order, loop)
+    assert tau.shape == (4,) and torch.isfinite(tau).all() and tau.abs().max() > 0
+    # and the chapter's setup accepts it by name
+    cfg = study.resolve_config("smoke", target_model_name=str(tmp_path), **TINY)
+    cfg.update(pretrain_steps_generator=2, stream_tokens=500)
+    setup = study.prepare(cfg, 0, progress=False)
+    assert setup.head_name == "model.lm_head.weight" and setup.facts["target_pretrain_loss"] is None
+    small = study.resolve_config("smoke", target_model_name=str(tmp_path), **TINY)
+    small.update(vocab=50, stream_tokens=500, pretrain_steps_generator=2)
+    with pytest.raises(ValueError, match="vocabularies do not nest"):
+        study.prepare(small, 0, progress=False)
