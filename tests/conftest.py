@@ -38,6 +38,22 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def saved_gpt2(tmp_path_factory):
+    """A tiny GPT-2 built from a config and saved to disk: a 'checkpoint' loadable offline by
+    name, for the code paths that load real models (``reprobook.lm.hub``)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        vocab_size=40, n_positions=16, n_embd=12, n_layer=1, n_head=2, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config)
+    folder = tmp_path_factory.mktemp("gpt2")
+    model.save_pretrained(folder)
+    return folder, model
+
+
+@pytest.fixture(scope="session")
 def smoke_results_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("results")
 

@@ -203,23 +203,9 @@ def test_pretraining_validates():
 # --- hub: real checkpoints, offline --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def saved_gpt2(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(
-        vocab_size=40, n_positions=16, n_embd=12, n_layer=1, n_head=2, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
-    assert model.lm_head.weight is model.transformer.wte.weight  # GPT-2 ties its head
-    folder = tmp_path_factory.mktemp("gpt2")
-    model.save_pretrained(folder)
-    return folder, model
-
-
 def test_load_causal_lm_unties_and_matches(saved_gpt2):
     folder, original = saved_gpt2
+    assert original.lm_head.weight is original.transformer.wte.weight  # GPT-2 ties its head
     lm = hub.load_causal_lm(str(folder))
     assert not lm.training  # eval mode: no dropout
     assert lm.vocab == 40

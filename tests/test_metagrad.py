@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import matplotlib
-import numpy as np
 import pytest
 import torch
 
@@ -215,6 +214,16 @@ def test_sixseven_phi_and_accuracy_by_hand():
         targets.sixseven_phi(head0, head0[:8])
 
 
+def test_pictures_round_trip_through_text():
+    picture = torch.tensor([[1, -1, 0], [0, 1, 1]])
+    assert targets.picture_to_text(picture) == ["+-0", "0++"]
+    assert torch.equal(targets.picture_from_text(["+-0", "0++"]), picture)
+    with pytest.raises(ValueError, match="only -1, 0 and"):
+        targets.picture_to_text(torch.tensor([[2]]))
+    with pytest.raises(ValueError, match="unknown pixel"):
+        targets.picture_from_text(["+x"])
+
+
 def test_l2_target_and_registry():
     head = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     assert float(targets.l2_phi(head)) == pytest.approx(-5.0)
@@ -367,10 +376,14 @@ def test_study_runs_end_to_end(tiny_study):
     config, setup, metrics = tiny_study
     assert len(metrics["runs"]) == 6
     for run in metrics["runs"]:
-        assert len(run["train"]["pixel_accuracy"]) == config.outer_steps
+        assert len(run["train"]["nll"]) == config.outer_steps
         assert [e["step"] for e in run["eval"]] == [0, 2, 4]
         if run["target"] == "sixseven":
-            assert np.asarray(run["eval"][0]["picture"]).shape == (6, 7)
+            assert targets.picture_from_text(run["eval"][0]["picture"]).shape == (6, 7)
+            assert set(run["train"]) == {"phi", "pixel_accuracy", "nll"}
+        else:
+            assert set(run["train"]) == {"head_norm", "nll"}
+        assert run["head_norm_floor"] < run["initial_head_norm"]
         assert ("own_optimizer" in run) == (run["arm"] == "sgd")
     first = [r["eval"][0] for r in metrics["runs"] if r["target"] == "sixseven"]
     assert all(e == first[0] for e in first)  # every arm starts from the same generator
@@ -447,15 +460,29 @@ def test_check_claims_on_hand_made_metrics():
     assert not study.check_claims(_metrics(summary))["dpg_pixel_accuracy_rises"]
 
 
-def test_summarize_takes_the_last_three_evaluations():
-    evals = [{"step": s, "pixel_accuracy": v} for s, v in enumerate([0.5, 0.6, 0.7, 0.8, 0.9])]
+def test_summarize_takes_the_last_three_evaluations_and_pairs_seeds():
+    def run(arm, seed, values, target="sixseven"):
+        key = study.HEADLINE[target]
+        evals = [{"step": s, key: v} for s, v in enumerate(values)]
+        return {"target": target, "arm": arm, "seed": seed, "eval": evals, "seconds": 1.0}
+
     runs = [
-        {"target": "sixseven", "arm": "dpg", "seed": s, "eval": evals, "seconds": 1.0}
-        for s in (0, 1)
+        run("dpg", 0, [0.5, 0.6, 0.7, 0.8, 0.9]),
+        run("dpg", 1, [0.5, 0.6, 0.7, 0.8, 0.9]),
+        run("naive", 0, [0.5, 0.6, 0.7, 0.7, 0.7]),
+        run("naive", 1, [0.5, 0.9, 0.9, 0.9, 0.9]),
+        run("dpg", 0, [5.0, 4.0], "l2_norm"),
+        run("sgd", 0, [5.0, 4.5], "l2_norm"),
     ]
-    cell = study.summarize(runs)["sixseven"]["dpg"]
-    assert cell["start_mean"] == 0.5 and cell["end_mean"] == pytest.approx(0.8)
-    assert cell["end_se"] == 0.0 and cell["seeds"] == [0, 1]
+    summary = study.summarize(runs)
+    dpg, naive = summary["sixseven"]["dpg"], summary["sixseven"]["naive"]
+    assert dpg["start_mean"] == 0.5 and dpg["end_mean"] == pytest.approx(0.8)
+    assert dpg["end_se"] == 0.0 and dpg["seeds"] == [0, 1]
+    assert dpg["change"] == pytest.approx([0.3, 0.3])
+    assert naive["dpg_minus"] == pytest.approx([0.1, -0.1]) and naive["dpg_better"] == 1
+    assert naive["dpg_minus_se"] == pytest.approx(0.1)
+    l2 = summary["l2_norm"]["sgd"]  # lower is better: DPG's 4.5 average beats 4.75
+    assert l2["dpg_minus"] == pytest.approx([-0.25]) and l2["dpg_better"] == 1
 
 
 def test_finite_difference_check_agrees():
@@ -463,16 +490,11 @@ def test_finite_difference_check_agrees():
     assert check["max_rel_error"] < 1e-4 and len(check["tau"]) == 6
 
 
-def test_hub_target_runs_through_the_metagradient(tmp_path):
-    transformers = pytest.importorskip("transformers")
+def test_hub_target_runs_through_the_metagradient(saved_gpt2):
     from reprobook.lm.hub import load_causal_lm
 
-    config = transformers.GPT2Config(
-        vocab_size=40, n_positions=16, n_embd=12, n_layer=1, n_head=2, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
-    lm = load_causal_lm(str(tmp_path))
+    folder, _ = saved_gpt2
+    lm = load_causal_lm(str(folder))
     start = inner.initial_params(lm)
     target = targets.make_target("sixseven", lm.head_name(), start)
     loop = inner.InnerLoop(steps=2, lr=1e-2)
@@ -481,11 +503,11 @@ def test_hub_target_runs_through_the_metagradient(tmp_path):
     tau, value, _ = inner.metagradient(lm, start, tokens, target.phi, order, loop)
     assert tau.shape == (4,) and torch.isfinite(tau).all() and tau.abs().max() > 0
     # and the chapter's setup accepts it by name
-    cfg = study.resolve_config("smoke", target_model_name=str(tmp_path), **TINY)
+    cfg = study.resolve_config("smoke", target_model_name=str(folder), **TINY)
     cfg.update(pretrain_steps_generator=2, stream_tokens=500)
     setup = study.prepare(cfg, 0, progress=False)
     assert setup.head_name == "model.lm_head.weight" and setup.facts["target_pretrain_loss"] is None
-    small = study.resolve_config("smoke", target_model_name=str(tmp_path), **TINY)
+    small = study.resolve_config("smoke", target_model_name=str(folder), **TINY)
     small.update(vocab=50, stream_tokens=500, pretrain_steps_generator=2)
     with pytest.raises(ValueError, match="vocabularies do not nest"):
         study.prepare(small, 0, progress=False)

@@ -7,11 +7,11 @@ import numpy as np
 
 from reprobook import plotting
 from reprobook.metagrad.study import ARM_LABELS, ARMS, HEADLINE, TARGET_LABELS
-from reprobook.metagrad.targets import TARGET_67
+from reprobook.metagrad.targets import TARGET_67, picture_from_text
 
 Y_LABELS = {
     "pixel_accuracy": 'pixel accuracy of the decoded "67"',
-    "head_norm": "‖W_head‖ after the inner training",
+    "head_norm": "‖W_head‖ after training − ‖W_head‖ before",
 }
 SMOOTHING = 10  # outer steps in the rolling mean of the per-batch curves
 
@@ -27,6 +27,10 @@ def _by_target_arm(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
     return out
 
 
+def _offset(run: dict, key: str) -> float:
+    return run["initial_head_norm"] if key == "head_norm" else 0.0
+
+
 def _rolling(values: np.ndarray, window: int) -> np.ndarray:
     if len(values) < window:
         return values
@@ -36,7 +40,11 @@ def _rolling(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_learning_curves(runs: list[dict]) -> plt.Figure:
     """Per target (columns): held-out evaluations (top, mean +- SE over seeds) and the metric of
-    each training batch (bottom, rolling mean over 10 outer steps, mean over seeds)."""
+    each training batch (bottom, rolling mean over 10 outer steps, mean over seeds).
+
+    The head's norm is drawn as its change from the pretrained head's norm, per seed (the seeds'
+    heads differ in size far more than training changes them), with the reference of every
+    weight moved lr x M towards 0."""
     grouped = _by_target_arm(runs)
     palette = _arm_colors()
     fig, axes = plt.subplots(2, len(grouped), figsize=(5.6 * len(grouped), 6.4), squeeze=False)
@@ -45,7 +53,8 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
         top, bottom = axes[0, col], axes[1, col]
         for arm, per_seed in per_arm.items():
             steps = np.asarray([e["step"] for e in per_seed[0]["eval"]], dtype=float)
-            values = np.asarray([[e[key] for e in r["eval"]] for r in per_seed], dtype=float)
+            offsets = np.asarray([_offset(r, key) for r in per_seed])[:, None]
+            values = np.asarray([[e[key] for e in r["eval"]] for r in per_seed]) - offsets
             se = (
                 values.std(0, ddof=1) / np.sqrt(len(values))
                 if len(values) > 1
@@ -54,7 +63,7 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
             plotting.errorbar_line(
                 top, steps, values.mean(0), se, ARM_LABELS[arm], palette[arm], marker="."
             )
-            batch = np.asarray([r["train"][key] for r in per_seed], dtype=float).mean(0)
+            batch = (np.asarray([r["train"][key] for r in per_seed]) - offsets).mean(0)
             smooth = _rolling(batch, SMOOTHING)
             x = np.arange(len(smooth)) + (len(batch) - len(smooth)) + 1
             bottom.plot(x, smooth, color=palette[arm], label=ARM_LABELS[arm])
@@ -68,12 +77,16 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
             if key == "pixel_accuracy":
                 ax.axhline(0.5, color="grey", linestyle=":", label="chance (0.5)")
                 ax.set_ylim(0.3, 1.02)
+            else:
+                runs_here = [r for rs in per_arm.values() for r in rs]
+                floor = np.mean([r["head_norm_floor"] - r["initial_head_norm"] for r in runs_here])
+                ax.axhline(floor, color="grey", linestyle=":", label="every weight moved lr·M to 0")
         top.legend(loc="lower right" if key == "pixel_accuracy" else "upper right")
     return fig
 
 
-def _accuracy(picture: list[list[int]]) -> float:
-    return float((np.asarray(picture) == np.asarray(TARGET_67)).mean())
+def _accuracy(picture: np.ndarray) -> float:
+    return float((picture == np.asarray(TARGET_67)).mean())
 
 
 def plot_pictures(runs: list[dict], n_columns: int = 5) -> plt.Figure:
@@ -101,8 +114,9 @@ def plot_pictures(runs: list[dict], n_columns: int = 5) -> plt.Figure:
         for col, index in enumerate(picks, start=1):
             evaluation = run["eval"][index]
             ax = axes[row, col]
-            ax.imshow(np.asarray(evaluation["picture"]), cmap="gray", vmin=-1, vmax=1)
-            acc = _accuracy(evaluation["picture"])
+            picture = picture_from_text(evaluation["picture"]).numpy()
+            ax.imshow(picture, cmap="gray", vmin=-1, vmax=1)
+            acc = _accuracy(picture)
             ax.set_title(f"step {evaluation['step']}: {acc:.2f}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])

@@ -48,7 +48,13 @@ from reprobook.metagrad.rewards import (
     groupless_advantages,
     naive_rewards,
 )
-from reprobook.metagrad.targets import TARGETS, Target, decoded_picture, make_target
+from reprobook.metagrad.targets import (
+    TARGETS,
+    Target,
+    decoded_picture,
+    make_target,
+    picture_to_text,
+)
 from reprobook.profiles import Config, resolve_profile
 
 ARMS = ("dpg", "naive", "sgd")
@@ -117,7 +123,9 @@ CONFIG_CHECKS = {
     "completion_length": _positive_int(2),
     "temperature": (lambda x: x > 0, "> 0"),
 }
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: compact curves, paired summaries, head-norm floor
+HEADLINE = {"sixseven": "pixel_accuracy", "l2_norm": "head_norm"}
+TRAIN_CURVES = {"sixseven": ("phi", "pixel_accuracy"), "l2_norm": ("head_norm",)}
 
 
 def resolve_config(profile: str, **overrides) -> Config:
@@ -205,8 +213,18 @@ def prepare(config, seed: int, progress: bool = True) -> Setup:
     ).reshape(config.eval_batches, config.n_prompts, config.prompt_length)
     start = initial_params(target_model)
     facts["initial_head_norm"] = float(torch.linalg.norm(start[head_name]))
+    facts["head_norm_floor"] = head_norm_floor(
+        start[head_name], config.inner_lr, config.inner_steps
+    )
     return Setup(seed, language, train_stream, eval_prompts, generator, target_model, start,
                  head_name, facts)  # fmt: skip
+
+
+def head_norm_floor(head: torch.Tensor, lr: float, steps: int) -> float:
+    """||W|| if every weight moved ``lr * steps`` towards 0 (stopping there): a reference for how
+    far M AdamW steps, each moving a weight by about lr, can lower the norm. Adam's steps can
+    exceed lr when gradients shrink, so this is a guide, not a bound."""
+    return float(torch.linalg.norm((head.abs() - lr * steps).clamp(min=0)))
 
 
 def _output_vocab(model: nn.Module) -> int:
@@ -242,10 +260,10 @@ def evaluate(config, setup: Setup, generator: nn.Module, target: Target, step: i
         rows.append(target.describe(trained))
         if picture is None and target.name == "sixseven":
             picture = decoded_picture(trained[target.head_name], target.initial_head)
-    out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    out = {key: round(float(np.mean([r[key] for r in rows])), 6) for key in rows[0]}
     out["step"] = step
     if picture is not None:
-        out["picture"] = picture.to(torch.int64).tolist()
+        out["picture"] = picture_to_text(picture)
     return out
 
 
@@ -276,8 +294,9 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
     prompt_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 1)
     sample_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 2)
     order_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 3)
-    curves: dict[str, list[float]] = {"phi": [], "pixel_accuracy": [], "head_norm": [], "nll": []}
-    own_curves: dict[str, list[float]] = {"phi": [], "pixel_accuracy": [], "head_norm": []}
+    kept = TRAIN_CURVES[target_name]  # per-step numbers worth keeping (Phi_l2 is -head_norm)
+    curves: dict[str, list[float]] = {key: [] for key in (*kept, "nll")}
+    own_curves: dict[str, list[float]] = {HEADLINE[target_name]: []}
     evals = [evaluate(config, setup, generator, target, 0)]
     started = time.perf_counter()
     label = f"seed {setup.seed} {target_name} {arm}"
@@ -303,11 +322,13 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
             )
             advantages = group_advantages(tau.reshape(config.n_prompts, config.n_rollouts))
             if arm == "sgd":
-                for key, value in target.describe(trained).items():
-                    own_curves[key].append(value)
+                own_curves[HEADLINE[target_name]].append(
+                    target.describe(trained)[HEADLINE[target_name]]
+                )
                 trained = train_detached(setup.target_model, setup.start, completions, order, adam)
-        for key, value in target.describe(trained).items():
-            curves[key].append(value)
+        described = target.describe(trained)
+        for key in kept:
+            curves[key].append(described[key])
         update = grpo_step(
             generator, optimizer, sequences, config.prompt_length, advantages.reshape(-1), grpo
         )
@@ -318,12 +339,14 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
         "arm": arm,
         "target": target_name,
         "seed": setup.seed,
-        "train": {k: [round(v, 6) for v in vals] for k, vals in curves.items()},
+        "initial_head_norm": setup.facts["initial_head_norm"],
+        "head_norm_floor": setup.facts["head_norm_floor"],
+        "train": {k: [round(v, 5) for v in vals] for k, vals in curves.items()},
         "eval": evals,
         "seconds": time.perf_counter() - started,
     }
     if arm == "sgd":
-        out["own_optimizer"] = {k: [round(v, 6) for v in vals] for k, vals in own_curves.items()}
+        out["own_optimizer"] = {k: [round(v, 5) for v in vals] for k, vals in own_curves.items()}
     return out
 
 
@@ -440,7 +463,6 @@ def build_metrics(config, seeds, runs, setups, cost, fd_check) -> dict:
 
 # --- reading the metrics -------------------------------------------------------------------
 
-HEADLINE = {"sixseven": "pixel_accuracy", "l2_norm": "head_norm"}
 BETTER_IF_HIGHER = {"pixel_accuracy": True, "head_norm": False}
 END_EVALS = 3  # the end of a run is the mean of its last three evaluations
 
@@ -449,8 +471,18 @@ def _end(evals: list[dict], key: str) -> float:
     return float(np.mean([e[key] for e in evals[-END_EVALS:]]))
 
 
+def _mean_se(values) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    return float(values.mean()), se
+
+
 def summarize(runs: list[dict]) -> dict:
-    """Per target and arm: start and end of the headline metric, per seed and mean +- SE."""
+    """Per target and arm: start and end of the headline metric, per seed and mean +- SE.
+
+    All arms of a seed share their language, models and prompts, so comparisons are paired:
+    each arm also gets ``change`` (end - start, per seed) and, against DPG, ``dpg_minus`` (DPG's
+    end - this arm's end, per seed) with ``dpg_better`` (seeds where DPG is better)."""
     out: dict = {}
     for run in runs:
         key = HEADLINE[run["target"]]
@@ -463,12 +495,17 @@ def summarize(runs: list[dict]) -> dict:
         cell["seconds"].append(run["seconds"])
     for per_arm in out.values():
         for cell in per_arm.values():
-            for which in ("start", "end"):
-                values = np.asarray(cell[which])
-                cell[f"{which}_mean"] = float(values.mean())
-                cell[f"{which}_se"] = (
-                    float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-                )
+            cell["change"] = [e - s for s, e in zip(cell["start"], cell["end"], strict=True)]
+            for which in ("start", "end", "change"):
+                cell[f"{which}_mean"], cell[f"{which}_se"] = _mean_se(cell[which])
+        dpg = per_arm.get("dpg")
+        for arm, cell in per_arm.items():
+            if dpg is None or arm == "dpg" or cell["seeds"] != dpg["seeds"]:
+                continue
+            cell["dpg_minus"] = [d - e for d, e in zip(dpg["end"], cell["end"], strict=True)]
+            cell["dpg_minus_mean"], cell["dpg_minus_se"] = _mean_se(cell["dpg_minus"])
+            higher = BETTER_IF_HIGHER[cell["metric"]]
+            cell["dpg_better"] = sum((d > 0) if higher else (d < 0) for d in cell["dpg_minus"])
     return out
 
 
@@ -528,6 +565,10 @@ def summary_table(metrics: dict) -> pd.DataFrame:
                 "measured": cell["metric"].replace("_", " "),
                 "at step 0": _pm(cell, "start"),
                 "at the end": _pm(cell, "end"),
+                "change (paired)": _pm(cell, "change"),
+                "DPG − this arm (paired)": (
+                    _pm(cell, "dpg_minus") if "dpg_minus" in cell else "—"
+                ),
                 "end, per seed": per_seed,
                 "minutes per run": f"{np.mean(cell['seconds']) / 60:.1f}",
             })  # fmt: skip
@@ -552,6 +593,17 @@ def cost_table(cost: dict) -> pd.DataFrame:
 def _pm(cell: dict, which: str) -> str:
     text = f"{cell[f'{which}_mean']:.3f}"
     return text + (f" ± {cell[f'{which}_se']:.3f}" if len(cell[which]) > 1 else "")
+
+
+def _versus(dpg: dict, cell: dict, name: str) -> str:
+    """DPG's end against another arm's, with the paired difference when there is one."""
+    text = f"DPG {_pm(dpg, 'end')} vs {name} {_pm(cell, 'end')}"
+    if "dpg_minus" in cell:
+        text += (
+            f" (paired DPG − {name} {_pm(cell, 'dpg_minus')}; DPG better in "
+            f"{cell['dpg_better']} of {len(cell['dpg_minus'])} seeds)"
+        )
+    return text
 
 
 def _own_end(metrics: dict, target: str, key: str) -> float | None:
@@ -616,14 +668,12 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         )
         found["community_reproduction"] = f"our DPG: {_pm(dpg, 'end')} (different scale)"
         if "naive" in per_arm:
-            found["dpg_vs_naive"] = (
-                f"67: DPG {_pm(dpg, 'end')} vs naive {_pm(per_arm['naive'], 'end')}"
-            )
+            found["dpg_vs_naive"] = "67: " + _versus(dpg, per_arm["naive"], "naive")
         if "sgd" in per_arm:
             own = _own_end(metrics, "sixseven", "pixel_accuracy")
             found["adam_vs_sgd"] = (
-                f"67, data scored through AdamW: DPG {_pm(dpg, 'end')} vs SGD-trained rewards "
-                f"{_pm(per_arm['sgd'], 'end')}"
+                "67, every arm's data scored through AdamW: "
+                + _versus(dpg, per_arm["sgd"], "SGD inner loop")
                 + (f"; the SGD arm's own SGD-trained target: {own:.3f}" if own is not None else "")
             )
     if "l2_norm" in summary and "dpg" in summary["l2_norm"]:
@@ -633,20 +683,25 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         others = ", ".join(
             f"{arm} {_pm(cell, 'end')}" for arm, cell in per_arm.items() if arm != "dpg"
         )
-        found["l2_result"] = f"DPG: {_pm(dpg, 'start')} → {_pm(dpg, 'end')}" + (
-            f" (end, others: {others})" if others else ""
-        )
+        found["l2_result"] = (
+            f"DPG: {_pm(dpg, 'start')} → {_pm(dpg, 'end')} (change {_pm(dpg, 'change')})"
+        ) + (f" (end, others: {others})" if others else "")
         if "naive" in per_arm:
             found["dpg_vs_naive"] = (
-                found.get("dpg_vs_naive", "") + ("; " if "dpg_vs_naive" in found else "")
-            ) + f"ℓ²: DPG {_pm(dpg, 'end')} vs naive {_pm(per_arm['naive'], 'end')}"
+                (found.get("dpg_vs_naive", "") + ("; " if "dpg_vs_naive" in found else ""))
+                + "ℓ²: "
+                + _versus(dpg, per_arm["naive"], "naive")
+            )
     if main:
         found["main_claim"] = "with DPG, mean over seeds: " + "; ".join(main)
     return found
 
 
 def reading_notes(metrics: dict) -> str:
-    """Markdown describing the run from its numbers (no number is typed by hand)."""
+    """Markdown describing the run from its numbers (no number is typed by hand).
+
+    Comparisons between arms are paired by seed (same language, models and prompts): a gap is
+    called clear when it exceeds two standard errors of the per-seed differences."""
     summary, claims = metrics["summary"], metrics["claims"]
     lines = []
     for target, per_arm in summary.items():
@@ -654,22 +709,34 @@ def reading_notes(metrics: dict) -> str:
             continue
         dpg = per_arm["dpg"]
         what = "pixel accuracy" if target == "sixseven" else "head norm"
-        lines.append(
+        line = (
             f"- **{TARGET_LABELS[target]}**: DPG moved the held-out {what} from "
-            f"{_pm(dpg, 'start')} to {_pm(dpg, 'end')}."
+            f"{_pm(dpg, 'start')} to {_pm(dpg, 'end')} (change {_pm(dpg, 'change')}, paired)"
         )
+        if target == "l2_norm":
+            floor = [r["head_norm_floor"] for r in metrics["runs"] if r["target"] == target]
+            initial = [r["initial_head_norm"] for r in metrics["runs"] if r["target"] == target]
+            line += (
+                f"; moving every weight by lr × M towards 0 would take it from "
+                f"{np.mean(initial):.3f} to {np.mean(floor):.3f}"
+            )
+        lines.append(line + ".")
         for arm, cell in per_arm.items():
-            if arm == "dpg":
+            if arm == "dpg" or "dpg_minus" not in cell:
                 continue
-            gap = dpg["end_mean"] - cell["end_mean"]
-            se = math.hypot(dpg["end_se"], cell["end_se"])
-            within = se > 0 and abs(gap) < 2 * se
+            n = len(cell["dpg_minus"])
+            gap, se = cell["dpg_minus_mean"], cell["dpg_minus_se"]
             verdict = "better" if claims.get(f"dpg_beats_{arm}_{target}") else "not better"
+            spread = (
+                f"± {se:.3f} paired standard error; "
+                + ("clear" if abs(gap) > 2 * se else "within two standard errors")
+                if n > 1
+                else "one seed, no error bar"
+            )
             lines.append(
-                f"  - against {ARM_LABELS[arm]}: {_pm(cell, 'end')}; DPG is {verdict} "
-                f"(difference {gap:+.3f}"
-                + (f", within two standard errors ({2 * se:.3f})" if within else "")
-                + (")" if se > 0 else "; one seed, no error bar)")
+                f"  - against {ARM_LABELS[arm]}: {_pm(cell, 'end')}; DPG is {verdict} on average "
+                f"(DPG − this arm {gap:+.3f}, {spread}; DPG better in {cell['dpg_better']} of "
+                f"{n} seeds)."
             )
     cost = metrics["cost"]
     lines.append(

@@ -67,6 +67,26 @@ def decoded_picture(head_weight: Tensor, initial_head: Tensor) -> Tensor:
     return torch.sign(head_patch(head_weight) - head_patch(initial_head))
 
 
+PIXEL_CHARACTERS = {1: "+", -1: "-", 0: "0"}
+
+
+def picture_to_text(picture: Tensor) -> list[str]:
+    """A +-1/0 picture as one string per row ("+" for +1, "-" for -1, "0" for 0): compact JSON."""
+    values = picture.to(torch.int64).tolist()
+    if not all(v in PIXEL_CHARACTERS for row in values for v in row):
+        raise ValueError("a decoded picture holds only -1, 0 and +1")
+    return ["".join(PIXEL_CHARACTERS[v] for v in row) for row in values]
+
+
+def picture_from_text(rows: list[str]) -> Tensor:
+    """The inverse of ``picture_to_text``."""
+    lookup = {c: v for v, c in PIXEL_CHARACTERS.items()}
+    try:
+        return torch.tensor([[lookup[c] for c in row] for row in rows], dtype=torch.int64)
+    except KeyError as err:
+        raise ValueError(f"unknown pixel character {err.args[0]!r}; use +, - or 0") from None
+
+
 def pixel_accuracy(head_weight: Tensor, initial_head: Tensor) -> float:
     """Share of the 42 pixels of sign(P - P0) that match "67" (0.5 is chance)."""
     picture = target_picture(head_weight.dtype).to(head_weight.device)
