@@ -310,7 +310,7 @@ def test_grpo_step_raises_the_likelihood_of_advantaged_sequences():
     from reprobook.lm.sampling import continuation_logprobs
 
     before = continuation_logprobs(model, sequences, 1).sum(1).detach()
-    settings = policy.GRPOSettings(lr=1e-2)
+    settings = policy.GRPOSettings()
     for _ in range(5):
         out = policy.grpo_step(model, optimizer, sequences, 1, advantages, settings)
     after = continuation_logprobs(model, sequences, 1).sum(1).detach()

@@ -18,17 +18,13 @@ from reprobook.lm.sampling import continuation_logprobs
 
 @dataclass(frozen=True)
 class GRPOSettings:
-    lr: float = 1e-3
-    weight_decay: float = 0.01
+    """The update's own settings (the optimizer, with its learning rate, is the caller's)."""
+
     clip_ratio: float = 0.2
     max_grad_norm: float = 1.0
     minibatches: int = 1
 
     def __post_init__(self) -> None:
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(
-                f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}"
-            )
         if not 0 < self.clip_ratio < 1:
             raise ValueError(f"clip_ratio must be in (0, 1), got {self.clip_ratio}")
         if not self.max_grad_norm > 0:

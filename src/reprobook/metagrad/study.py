@@ -285,10 +285,7 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
         generator.parameters(), lr=config.generator_lr,
         weight_decay=config.generator_weight_decay,
     )  # fmt: skip
-    grpo = GRPOSettings(
-        lr=config.generator_lr, weight_decay=config.generator_weight_decay,
-        clip_ratio=config.clip_ratio, max_grad_norm=config.max_grad_norm,
-    )  # fmt: skip
+    grpo = GRPOSettings(clip_ratio=config.clip_ratio, max_grad_norm=config.max_grad_norm)
     adam, own = inner_loop(config), inner_loop(config, "sgd" if arm == "sgd" else "adamw")
     # The same streams of prompts, samples and orders for every arm of this seed.
     prompt_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 1)
