@@ -374,7 +374,7 @@ def test_resolve_config_treats_none_model_names_as_built_from_config():
 
 def test_study_runs_end_to_end(tiny_study):
     config, setup, metrics = tiny_study
-    assert len(metrics["runs"]) == 6
+    assert len(metrics["runs"]) == 8
     for run in metrics["runs"]:
         assert len(run["train"]["nll"]) == config.outer_steps
         assert [e["step"] for e in run["eval"]] == [0, 2, 4]
@@ -384,13 +384,19 @@ def test_study_runs_end_to_end(tiny_study):
         else:
             assert set(run["train"]) == {"head_norm", "nll"}
         assert run["head_norm_floor"] < run["initial_head_norm"]
-        assert ("own_optimizer" in run) == (run["arm"] == "sgd")
+        assert set(run["eval"][-1]["sgd"]) == {"phi", "pixel_accuracy", "head_norm"}
     first = [r["eval"][0] for r in metrics["runs"] if r["target"] == "sixseven"]
     assert all(e == first[0] for e in first)  # every arm starts from the same generator
     assert metrics["cost"]["n_examples"] == 4
+    assert 0 <= metrics["cost"]["patch_gradient_share_below_sqrt_eps_root"] <= 1
+    sgd = metrics["summary"]["sixseven"]["sgd"]
+    assert {"own_minus", "own_minus_p", "own_minus_better", "end_sgd_mean"} <= set(sgd)
     assert set(metrics["summary"]) == {"sixseven", "l2_norm"}
     assert study.can_read(metrics)
-    assert set(metrics["claims"]) >= {"tau_matches_finite_differences", "dpg_norm_falls"}
+    assert set(metrics["claims"]) >= {
+        "tau_matches_finite_differences", "dpg_norm_falls", "dpg_beats_random_sixseven",
+        "adam_beats_sgd_inner_loop_sixseven",
+    }  # fmt: skip
 
 
 def test_the_same_arm_and_seed_repeat_exactly(tiny_study):
@@ -410,7 +416,7 @@ def test_findings_fill_known_anchors_and_notes_read(tiny_study):
     anchors.comparison_table(known, found)
     notes = study.reading_notes(metrics)
     assert "DPG" in notes and "Cost" in notes
-    assert len(study.summary_table(metrics)) == 6
+    assert len(study.summary_table(metrics)) == 8
     assert list(study.cost_table(metrics["cost"]).columns) == ["ms", "× one inner run"]
 
 
@@ -435,8 +441,8 @@ def _metrics(summary, ratio=3.0, fd_error=1e-7):
     }
 
 
-def _cell(metric, start, end):
-    return {"metric": metric, "start_mean": start, "end_mean": end}
+def _cell(metric, start, end, end_sgd=None):
+    return {"metric": metric, "start_mean": start, "end_mean": end, "end_sgd_mean": end_sgd}
 
 
 def test_check_claims_on_hand_made_metrics():
@@ -444,7 +450,7 @@ def test_check_claims_on_hand_made_metrics():
         "sixseven": {
             "dpg": _cell("pixel_accuracy", 0.5, 0.9),
             "naive": _cell("pixel_accuracy", 0.5, 0.95),
-            "sgd": _cell("pixel_accuracy", 0.5, 0.7),
+            "sgd": _cell("pixel_accuracy", 0.5, 0.7, end_sgd=0.95),
         },
         "l2_norm": {"dpg": _cell("head_norm", 5.0, 4.8), "naive": _cell("head_norm", 5.0, 4.9)},
     }
@@ -454,6 +460,7 @@ def test_check_claims_on_hand_made_metrics():
     assert claims["dpg_pixel_accuracy_rises"] and claims["dpg_norm_falls"]
     assert not claims["dpg_beats_naive_sixseven"] and claims["dpg_beats_sgd_sixseven"]
     assert claims["dpg_beats_naive_l2_norm"]  # lower norm is better
+    assert not claims["adam_beats_sgd_inner_loop_sixseven"]  # SGD's own target reached 0.95
     worse = study.check_claims(_metrics(summary, ratio=6.0, fd_error=1e-3))
     assert not worse["metagradient_within_5x"] and not worse["tau_matches_finite_differences"]
     summary["sixseven"]["dpg"] = _cell("pixel_accuracy", 0.5, 0.7)
@@ -463,7 +470,7 @@ def test_check_claims_on_hand_made_metrics():
 def test_summarize_takes_the_last_three_evaluations_and_pairs_seeds():
     def run(arm, seed, values, target="sixseven"):
         key = study.HEADLINE[target]
-        evals = [{"step": s, key: v} for s, v in enumerate(values)]
+        evals = [{"step": s, key: v, "sgd": {key: v - 0.1}} for s, v in enumerate(values)]
         return {"target": target, "arm": arm, "seed": seed, "eval": evals, "seconds": 1.0}
 
     runs = [
@@ -479,10 +486,24 @@ def test_summarize_takes_the_last_three_evaluations_and_pairs_seeds():
     assert dpg["start_mean"] == 0.5 and dpg["end_mean"] == pytest.approx(0.8)
     assert dpg["end_se"] == 0.0 and dpg["seeds"] == [0, 1]
     assert dpg["change"] == pytest.approx([0.3, 0.3])
-    assert naive["dpg_minus"] == pytest.approx([0.1, -0.1]) and naive["dpg_better"] == 1
-    assert naive["dpg_minus_se"] == pytest.approx(0.1)
+    assert naive["dpg_minus"] == pytest.approx([0.1, -0.1]) and naive["dpg_minus_better"] == 1
+    assert naive["dpg_minus_se"] == pytest.approx(0.1) and naive["dpg_minus_p"] == 1.0
+    assert "own_minus" not in naive
     l2 = summary["l2_norm"]["sgd"]  # lower is better: DPG's 4.5 average beats 4.75
-    assert l2["dpg_minus"] == pytest.approx([-0.25]) and l2["dpg_better"] == 1
+    assert l2["dpg_minus"] == pytest.approx([-0.25]) and l2["dpg_minus_better"] == 1
+    assert l2["own_minus"] == pytest.approx([-0.15])  # SGD-scored end: 4.75 - 0.1
+    assert l2["dpg_minus_p"] is None  # one seed: no test
+
+
+def test_paired_p_values():
+    assert study._paired_p([0.1]) is None
+    assert study._paired_p([0.0, 0.0]) == 1.0
+    assert study._paired_p([0.2, 0.2, 0.2]) == 0.0
+    from scipy import stats
+
+    assert study._paired_p([0.1, 0.3, 0.2]) == pytest.approx(
+        stats.ttest_1samp([0.1, 0.3, 0.2], 0.0).pvalue
+    )
 
 
 def test_finite_difference_check_agrees():

@@ -42,9 +42,10 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
     """Per target (columns): held-out evaluations (top, mean +- SE over seeds) and the metric of
     each training batch (bottom, rolling mean over 10 outer steps, mean over seeds).
 
-    The head's norm is drawn as its change from the pretrained head's norm, per seed (the seeds'
-    heads differ in size far more than training changes them), with the reference of every
-    weight moved lr x M towards 0."""
+    Every curve scores rollouts through the AdamW inner loop; the dashed line scores the SGD
+    arm's held-out rollouts through its own SGD inner loop. The head's norm is drawn as its
+    change from each seed's pretrained head, with the reference of every weight moved lr x M
+    towards 0."""
     grouped = _by_target_arm(runs)
     palette = _arm_colors()
     fig, axes = plt.subplots(2, len(grouped), figsize=(5.6 * len(grouped), 6.4), squeeze=False)
@@ -63,6 +64,12 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
             plotting.errorbar_line(
                 top, steps, values.mean(0), se, ARM_LABELS[arm], palette[arm], marker="."
             )
+            if arm == "sgd":  # the same rollouts, scored through the SGD inner loop
+                own = np.asarray([[e["sgd"][key] for e in r["eval"]] for r in per_seed]) - offsets
+                top.plot(
+                    steps, own.mean(0), color=palette[arm], linestyle="--",
+                    label=f"{ARM_LABELS[arm]}, scored through SGD",
+                )  # fmt: skip
             batch = (np.asarray([r["train"][key] for r in per_seed]) - offsets).mean(0)
             smooth = _rolling(batch, SMOOTHING)
             x = np.arange(len(smooth)) + (len(batch) - len(smooth)) + 1
@@ -81,7 +88,12 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
                 runs_here = [r for rs in per_arm.values() for r in rs]
                 floor = np.mean([r["head_norm_floor"] - r["initial_head_norm"] for r in runs_here])
                 ax.axhline(floor, color="grey", linestyle=":", label="every weight moved lr·M to 0")
-        top.legend(loc="lower right" if key == "pixel_accuracy" else "upper right")
+    legend: dict[str, object] = {}  # one legend for all panels, below them
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    ncol = 2 if len(grouped) == 1 else 3
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncol=ncol)
     return fig
 
 
