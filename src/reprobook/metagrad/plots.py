@@ -11,7 +11,7 @@ from reprobook.metagrad.targets import TARGET_67, picture_from_text
 
 Y_LABELS = {
     "pixel_accuracy": 'pixel accuracy of the decoded "67"',
-    "head_norm": "‖W_head‖ after training − ‖W_head‖ before",
+    "head_norm": "Δ‖W_head‖ (trained − pretrained)",
 }
 SMOOTHING = 10  # outer steps in the rolling mean of the per-batch curves
 
@@ -87,7 +87,9 @@ def plot_learning_curves(runs: list[dict]) -> plt.Figure:
             else:
                 runs_here = [r for rs in per_arm.values() for r in rs]
                 floor = np.mean([r["head_norm_floor"] - r["initial_head_norm"] for r in runs_here])
-                ax.axhline(floor, color="grey", linestyle=":", label="every weight moved lr·M to 0")
+                ax.axhline(
+                    floor, color="grey", linestyle=":", label="AdamW: every weight moved lr·M to 0"
+                )
     legend: dict[str, object] = {}  # one legend for all panels, below them
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
