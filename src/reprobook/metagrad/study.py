@@ -85,8 +85,8 @@ PROFILES = {
         eval_every=10, eval_batches=2, cost_repeats=3, target_model_name="",
         generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
     ),
-    "full": dict(  # both targets, M = 8, 400 outer steps, three seeds
-        targets=list(TARGETS), arms=list(ARMS), n_seeds=3, outer_steps=400, inner_steps=8,
+    "full": dict(  # both targets, M = 8, 300 outer steps, three seeds (about 20 min on 2 cores)
+        targets=list(TARGETS), arms=list(ARMS), n_seeds=3, outer_steps=300, inner_steps=8,
         n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, generator_lr=1e-3,
         eval_every=25, eval_batches=4, cost_repeats=5, target_model_name="",
         generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
