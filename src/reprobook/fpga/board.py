@@ -1,0 +1,122 @@
+"""The ZCU102 side: a deployment package, and running it on the board with PYNQ.
+
+On a workstation with Vivado, the chapter's ``target="bitstream"`` builds the bitfile inside the
+hls4ml project. :func:`write_package` puts next to it what the board needs to check itself: the
+test images, the C simulation's logits, the shapes. On the board (a PYNQ image on the ZCU102),
+:func:`run_on_board` loads the overlay through hls4ml's generated driver
+(``axi_stream_driver.py``), streams the images through the DMA at batch 1 and 10, times them,
+and compares the outputs with the C simulation. ``pynq`` is imported only here, and off-board
+its ``RuntimeError: No Devices Found`` becomes a clear message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reprobook.fpga import driver
+
+PACKAGE_FILES = ("images.npy", "csim_logits.npy", "package.json")
+
+
+def write_package(project_dir: str | Path, images, csim_logits) -> Path:
+    """Save the board's test data in ``project_dir``: images (N, 3, H, W), the C simulation's
+    logits (N, classes, H, W), and their shapes."""
+    project_dir = Path(project_dir)
+    if not project_dir.is_dir():
+        raise ValueError(f"no hls4ml project at {project_dir}")
+    images, csim_logits = (
+        np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in (images, csim_logits)
+    )
+    if images.ndim != 4 or csim_logits.ndim != 4 or len(images) != len(csim_logits):
+        raise ValueError("images and csim_logits must be (N, C, H, W) with the same N")
+    if images.shape[2:] != csim_logits.shape[2:]:
+        raise ValueError(
+            f"image size {tuple(images.shape[2:])} and logit size "
+            f"{tuple(csim_logits.shape[2:])} differ"
+        )
+    np.save(project_dir / "images.npy", images.astype(np.float32))
+    np.save(project_dir / "csim_logits.npy", csim_logits.astype(np.float32))
+    n, classes, height, width = csim_logits.shape
+    meta = {"n_images": n, "n_classes": classes, "height": height, "width": width}
+    (project_dir / "package.json").write_text(json.dumps(meta, indent=1))
+    return project_dir
+
+
+def find_bitfile(project_dir: str | Path) -> Path:
+    """The bitfile Vivado wrote in an hls4ml VivadoAccelerator project (its .hwh must be beside
+    it, with the same stem, for PYNQ)."""
+    candidates = sorted(Path(project_dir).rglob("*.bit"))
+    if not candidates:
+        raise FileNotFoundError(
+            f"no .bit file under {project_dir}: build it first with target='bitstream' on a "
+            f"machine with Vivado, then copy the whole project folder to the board"
+        )
+    return candidates[0]
+
+
+def _load_driver(project_dir: Path):
+    path = project_dir / "axi_stream_driver.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no hls4ml PYNQ driver at {path}")
+    spec = importlib.util.spec_from_file_location("axi_stream_driver", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_on_board(
+    project_dir: str | Path, batch_sizes: tuple[int, ...] = (1, 10), repeats: int = 5
+) -> dict[str, object]:
+    """On the ZCU102: per-image latency at each batch size, and agreement with the C simulation
+    (pixel-argmax agreement and max |difference| of the logits)."""
+    project_dir = Path(project_dir)
+    missing = [f for f in PACKAGE_FILES if not (project_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{project_dir} lacks {', '.join(missing)}: run the chapter "
+            f"with target='bitstream' first"
+        )
+    try:
+        import pynq  # noqa: F401  (only on this path: the board's own PYNQ)
+        from pynq import Device
+
+        if not Device.devices:
+            raise RuntimeError("No Devices Found")
+    except (ImportError, RuntimeError) as error:
+        raise RuntimeError(
+            f"target 'pynq' must run on the ZCU102 under its PYNQ image ({error}); "
+            f"off the board use target='csim'"
+        ) from error
+    meta = json.loads((project_dir / "package.json").read_text())
+    images = np.load(project_dir / "images.npy")
+    csim = np.load(project_dir / "csim_logits.npy").astype(np.float64)
+    h, w, c = meta["height"], meta["width"], meta["n_classes"]
+    module = _load_driver(project_dir)
+    bitfile = find_bitfile(project_dir)
+    results: dict[str, object] = {"bitfile": str(bitfile)}
+    outputs = None
+    for batch in batch_sizes:
+        overlay = module.NeuralNetworkOverlay(str(bitfile), (batch, h * w * 3), (batch, h * w * c))
+        times = []
+        collected = []
+        for _ in range(repeats):
+            for start in range(0, len(images) - batch + 1, batch):
+                stream = driver.pack(images[start : start + batch])
+                tic = time.perf_counter()
+                out = np.array(overlay.predict(stream))
+                times.append((time.perf_counter() - tic) / batch)
+                collected.append(out)
+        results[f"ms_per_image_batch{batch}"] = 1e3 * float(np.median(times))
+        if outputs is None:
+            n_used = (len(images) // batch) * batch
+            outputs = driver.unpack(np.concatenate(collected[: n_used // batch]), h, w, c)
+            reference = csim[:n_used]
+    agreement = (outputs.argmax(1) == reference.argmax(1)).mean()
+    results["argmax_agreement_with_csim"] = float(agreement)
+    results["max_abs_error_vs_csim"] = float(np.abs(outputs - reference).max())
+    return results

@@ -1,0 +1,120 @@
+"""Resources and latency of the streaming design, estimated from the model alone (no Vivado).
+
+An analytic model of hls4ml's ``io_stream`` convolutions with the ``Resource`` strategy, which
+is an *estimate*, not a synthesis report:
+
+- a conv layer with ``n_in = k * k * c_in`` inputs and ``c_out`` outputs per pixel instantiates
+  ``ceil(n_in * c_out / R)`` multipliers for reuse factor ``R`` (hls4ml's rule);
+- it produces one output pixel every ``R`` clock cycles (its initiation interval), so it needs
+  ``pixels * R`` cycles per image; every layer also takes at least one cycle per pixel it reads;
+- the layers run as a dataflow pipeline: a stream of images leaves it every
+  ``max_layer cycles`` (the throughput bound, batch latency per image), and one image needs
+  between that and the sum over layers (no overlap at all): we report both;
+- weights take ``parameters * bits``; line buffers ``(k - 1)`` rows of the input per conv.
+
+Multipliers of 8 bits or fewer usually go to LUTs rather than DSP slices, so the multiplier
+count is an upper bound on DSP use, compared with the ZCU102's 2,520 DSP slices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from reprobook.fpga.enet import CompressedENet
+
+ZCU102 = {"dsp": 2520, "bram_36k": 912, "lut": 274_080, "ff": 548_160}
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    kind: str
+    in_pixels: int
+    out_pixels: int
+    multiplications_per_pixel: int
+    parameters: int
+    line_buffer_values: int
+
+
+def layer_costs(model: CompressedENet, input_hw: tuple[int, int]) -> list[LayerCost]:
+    """Per-layer sizes of ``model`` on images of ``input_hw`` (convs, pools and upsamplings)."""
+    if len(input_hw) != 2 or any(not isinstance(v, int) or v <= 0 or v % 8 for v in input_hw):
+        raise ValueError(f"input_hw must be two positive multiples of 8, got {input_hw!r}")
+    shapes: dict[str, tuple] = {}
+    modules = dict(model.named_modules())
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, inp, out, n=n: shapes.__setitem__(n, (inp[0].shape, out.shape))
+        )
+        for n, m in modules.items()
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.Upsample)
+    ]
+    previous = model.quant
+    model.quant = None
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, *input_hw))
+    finally:
+        model.quant = previous
+        for hook in hooks:
+            hook.remove()
+    costs = []
+    for name, (shape_in, shape_out) in shapes.items():
+        module = modules[name]
+        in_pixels, out_pixels = shape_in[2] * shape_in[3], shape_out[2] * shape_out[3]
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            mults = k * module.in_channels * module.out_channels
+            params = mults + module.out_channels
+            line = (module.kernel_size[0] - 1) * shape_in[3] * module.in_channels
+            costs.append(LayerCost(name, "conv", in_pixels, out_pixels, mults, params, line))
+        else:
+            kind = "pool" if isinstance(module, nn.MaxPool2d) else "upsample"
+            line = shape_in[3] * shape_in[1] if kind == "pool" else 0
+            costs.append(LayerCost(name, kind, in_pixels, out_pixels, 0, 0, line))
+    return costs
+
+
+def estimate(
+    model: CompressedENet,
+    input_hw: tuple[int, int],
+    reuse_factor: int,
+    clock_period_ns: float,
+    weight_bits: int,
+    activation_bits: int,
+) -> dict[str, float]:
+    """The analytic estimate for one model and reuse factor (see the module docstring)."""
+    if not isinstance(reuse_factor, int) or reuse_factor < 1:
+        raise ValueError(f"reuse_factor must be a positive int, got {reuse_factor!r}")
+    if not clock_period_ns > 0:
+        raise ValueError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
+    costs = layer_costs(model, input_hw)
+    cycles = []
+    multipliers = 0
+    for c in costs:
+        if c.kind == "conv":
+            multipliers += math.ceil(c.multiplications_per_pixel / reuse_factor)
+            cycles.append(max(c.in_pixels, c.out_pixels * reuse_factor))
+        else:
+            cycles.append(max(c.in_pixels, c.out_pixels))
+    slowest, total = max(cycles), sum(cycles)
+    weight_kbit = sum(c.parameters for c in costs) * weight_bits / 1024
+    buffer_kbit = sum(c.line_buffer_values for c in costs) * activation_bits / 1024
+    to_ms = clock_period_ns * 1e-6
+    return {
+        "reuse_factor": reuse_factor,
+        "clock_ns": clock_period_ns,
+        "multipliers": multipliers,
+        "dsp_fraction_upper": multipliers / ZCU102["dsp"],
+        "weight_kbit": weight_kbit,
+        "line_buffer_kbit": buffer_kbit,
+        "bram_fraction": (weight_kbit + buffer_kbit) * 1024 / 36_864 / ZCU102["bram_36k"],
+        "interval_ms": slowest * to_ms,
+        "latency_ms_low": slowest * to_ms,
+        "latency_ms_high": total * to_ms,
+        "macs_per_image": sum(c.multiplications_per_pixel * c.out_pixels for c in costs),
+    }

@@ -1,0 +1,181 @@
+"""hls4ml conversion of the quantized ENet, C simulation, and the ZCU102 project.
+
+The PyTorch frontend of hls4ml reads the float model that :func:`enet.export_for_hls` returns
+(weights already on their fixed-point grid); this module gives every layer the fixed-point type
+that quantization-aware training used, so that the C++ model computes what the quantized PyTorch
+model computes:
+
+- the input: ``ap_ufixed<8,0>`` with round-half-even and saturation;
+- each conv: its QAT weight and bias types, and a wide accumulator and output
+  (``ap_fixed<40,16>``) that hold every sum exactly;
+- each ReLU: its QAT activation type (round-half-even, saturation);
+- pools, upsamplings, concatenation and residual adds: ``auto`` (hls4ml infers a type that
+  holds their inputs exactly).
+
+Always ``io_stream`` with channels-last data (``io_parallel`` does not compile at this size),
+``Resource`` strategy. ``compile()`` builds the C simulation with g++; no Vivado is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reprobook.fpga import driver
+from reprobook.fpga.enet import WIDE_TYPE, CompressedENet, export_for_hls
+
+BACKENDS = ("Vivado", "VivadoAccelerator")
+ZCU102_PART = "xczu9eg-ffvb1156-2-e"
+
+
+def hls_name(module_name: str) -> str:
+    """hls4ml's name for the layer made from a PyTorch module (its torch.fx node name)."""
+    return module_name.replace(".", "_")
+
+
+def hls_config(
+    model: CompressedENet,
+    input_hw: tuple[int, int],
+    reuse_factor: int = 1,
+    strategy: str = "Resource",
+    backend: str = "Vivado",
+) -> dict[str, Any]:
+    """The hls4ml configuration of a quantized ``model``: per-layer precisions from its QAT
+    types (see the module docstring), one reuse factor and strategy for every layer."""
+    import hls4ml
+
+    if model.quant is None:
+        raise ValueError("the model is not quantized: call set_quantization first")
+    _check_common(input_hw, reuse_factor, strategy, backend)
+    exported = export_for_hls(model)
+    with _quiet():
+        config = hls4ml.utils.config_from_pytorch_model(
+            exported,
+            input_shape=(3, *input_hw),
+            granularity="name",
+            backend=backend,
+            default_precision=WIDE_TYPE.hls(),
+            default_reuse_factor=reuse_factor,
+            channels_last_conversion="internal",
+        )
+    config["Model"]["Strategy"] = strategy
+    layers = config["LayerName"]
+    quant = model.quant
+    layers["x"]["Precision"] = {"result": quant.input.hls()}
+    for name in model.conv_names():
+        entry = layers[hls_name(name)]
+        entry["Precision"] = {
+            "weight": quant.weights[name].hls(),
+            "bias": quant.biases[name].hls(),
+            "accum": WIDE_TYPE.hls(),
+            "result": WIDE_TYPE.hls(),
+        }
+        entry["ReuseFactor"] = reuse_factor
+        entry["Strategy"] = strategy
+    for name in model.relu_names():
+        layers[hls_name(name)]["Precision"]["result"] = quant.activations[name].hls()
+    return config
+
+
+def convert(
+    model: CompressedENet,
+    input_hw: tuple[int, int],
+    output_dir: str | Path,
+    reuse_factor: int = 1,
+    strategy: str = "Resource",
+    backend: str = "Vivado",
+    clock_period_ns: float = 5.0,
+):
+    """The hls4ml model of a quantized ``model`` (io_stream). ``backend="VivadoAccelerator"``
+    targets the ZCU102 board with an AXI-stream wrapper, float in and out, and a PYNQ driver."""
+    import hls4ml
+
+    if not clock_period_ns > 0:
+        raise ValueError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
+    config = hls_config(model, input_hw, reuse_factor, strategy, backend)
+    extra: dict[str, Any] = {}
+    if backend == "VivadoAccelerator":
+        extra = dict(
+            board="zcu102",
+            interface="axi_stream",
+            driver="python",
+            input_type="float",
+            output_type="float",
+        )
+    else:
+        extra = dict(part=ZCU102_PART)
+    with _quiet():
+        return hls4ml.converters.convert_from_pytorch_model(
+            export_for_hls(model),
+            hls_config=config,
+            output_dir=str(output_dir),
+            backend=backend,
+            io_type="io_stream",
+            clock_period=clock_period_ns,
+            **extra,
+        )
+
+
+def compile_csim(hls_model) -> float:
+    """Write the project and build its C simulation with g++; returns the seconds it took."""
+    import time
+
+    if shutil.which("g++") is None:
+        raise RuntimeError("g++ is not on PATH: hls4ml's C simulation needs a C++ compiler")
+    start = time.perf_counter()
+    with _quiet():
+        hls_model.compile()
+    return time.perf_counter() - start
+
+
+def csim_predict(hls_model, images: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Logits (N, classes, H, W) of the compiled C simulation on float ``images`` (N, 3, H, W).
+
+    The images go through the board driver's packing (:mod:`reprobook.fpga.driver`), so this
+    also checks it: hls4ml takes the channels-last stream and returns it flattened."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images (N, 3, H, W), got shape {tuple(images.shape)}")
+    n, _, height, width = images.shape
+    stream = driver.pack(images).reshape(n, height, width, 3)  # the board's float words
+    with _quiet():
+        flat = np.asarray(hls_model.predict(stream), dtype=np.float64).reshape(n, -1)
+    return torch.from_numpy(driver.unpack(flat, height, width, n_classes))
+
+
+def build_bitstream(hls_model) -> dict[str, Any]:
+    """Synthesize the project and make the bitfile (needs Vivado on PATH). Without Vivado it
+    stops with a clear ``RuntimeError`` instead of hls4ml's deeper exception."""
+    missing = [tool for tool in ("vivado_hls", "vivado") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(
+            f"target 'bitstream' needs Xilinx Vivado (2019.2-2020.1, with Vivado HLS) on PATH; "
+            f"not found: {', '.join(missing)}. Source Vivado's settings64.sh and run again, or "
+            f"use target='csim'."
+        )
+    return hls_model.build(csim=False, synth=True, export=True, bitfile=True)
+
+
+def _check_common(input_hw, reuse_factor, strategy, backend) -> None:
+    if len(input_hw) != 2 or any(not isinstance(v, int) or v <= 0 or v % 8 for v in input_hw):
+        raise ValueError(f"input_hw must be two positive multiples of 8, got {input_hw!r}")
+    if not isinstance(reuse_factor, int) or reuse_factor < 1:
+        raise ValueError(f"reuse_factor must be a positive int, got {reuse_factor!r}")
+    if strategy not in ("Resource", "Latency"):
+        raise ValueError(f"strategy must be 'Resource' or 'Latency', got {strategy!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """hls4ml prints every layer it converts; keep the notebook readable."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield

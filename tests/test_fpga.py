@@ -1,0 +1,461 @@
+"""Tests of reprobook.fpga: fixed-point casts, the compressed ENet, metrics, the driver's packing
+(checked against hls4ml's C simulation), the analytic estimate, the board path off the board."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from reprobook import anchors
+from reprobook.fpga import board, driver, enet, estimate, fixed, hls, plots, scenes, study, training
+
+SMALL_HW = (16, 24)
+
+
+# -- fixed ---------------------------------------------------------------------------------------
+def test_fixed_type_spelling_and_range():
+    kind = fixed.FixedType(8, 3)
+    assert kind.hls() == "ap_fixed<8,3,AP_RND_CONV,AP_SAT>"
+    assert kind.step == 2**-5 and kind.min_value == -4.0 and kind.max_value == 4 - 2**-5
+    unsigned = fixed.FixedType(4, 0, signed=False)
+    assert unsigned.min_value == 0 and unsigned.max_value == 15 / 16
+    assert fixed.parse(kind.hls()) == kind
+    assert fixed.parse("ap_ufixed<8,0>") == fixed.FixedType(8, 0, False, "AP_TRN", "AP_WRAP")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(width=0, integer=0), dict(width=8, integer=99), dict(width=1, integer=0),
+     dict(width=8, integer=2, rounding="AP_RND"), dict(width=8, integer=2, overflow="AP_SAT_SYM")],
+)  # fmt: skip
+def test_fixed_type_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        fixed.FixedType(**kwargs)
+
+
+def test_parse_rejects_garbage():
+    with pytest.raises(ValueError, match="ap_fixed"):
+        fixed.parse("float32")
+
+
+def test_quantize_rounds_half_to_even_and_saturates():
+    kind = fixed.FixedType(4, 2, signed=False)  # step 0.25, max 3.75
+    x = torch.tensor([0.125, 0.375, 0.625, -1.0, 3.9, 100.0])
+    assert kind.quantize(x).tolist() == [0.0, 0.5, 0.5, 0.0, 3.75, 3.75]
+    signed = fixed.FixedType(4, 1)  # step 1/8, range [-1, 7/8]
+    assert signed.quantize(torch.tensor([-2.0, 0.0625, 0.9])).tolist() == [-1.0, 0.0, 0.875]
+
+
+def test_truncation_and_wrap_modes():
+    kind = fixed.FixedType(4, 4, rounding="AP_TRN", overflow="AP_WRAP")  # integers -8..7
+    assert kind.quantize(torch.tensor([1.9, -1.1, 8.0, -9.0])).tolist() == [1.0, -2.0, -8.0, 7.0]
+
+
+def test_fake_quantize_is_straight_through_inside_the_range():
+    kind = fixed.FixedType(4, 2, signed=False)
+    x = torch.tensor([0.3, 1.1, 5.0, -0.5], requires_grad=True)
+    y = fixed.fake_quantize(x, kind)
+    y.sum().backward()
+    assert y.tolist() == [0.25, 1.0, 3.75, 0.0]
+    assert x.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_weight_and_activation_types():
+    assert fixed.weight_type(torch.tensor([0.3, -0.2]), 8).integer == 0  # range [-0.5, 0.5)
+    assert fixed.weight_type(torch.tensor([1.0]), 8).integer == 1
+    assert fixed.weight_type(torch.zeros(3), 4).integer == 1
+    assert fixed.activation_type(torch.linspace(0, 3, 1000), 8).integer == 2
+    assert fixed.activation_type(torch.zeros(10), 4).integer == 0
+    with pytest.raises(ValueError):
+        fixed.weight_type(torch.ones(2), 1)
+    with pytest.raises(ValueError):
+        fixed.weight_type(torch.tensor([float("nan")]), 8)
+    with pytest.raises(ValueError):
+        fixed.activation_type(torch.ones(2), 4, quantile=0)
+
+
+# -- enet ----------------------------------------------------------------------------------------
+def test_enet_topology_matches_the_deployed_model():
+    model = enet.CompressedENet(16)
+    assert len(model.conv_names()) == 58  # the authors' h5 model has 58 QConv2D
+    assert model.init_conv.out_channels == 29
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 3
+    assert model(torch.rand(2, 3, *SMALL_HW)).shape == (2, 4, *SMALL_HW)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 16, 16), (1, 3, 12, 16), (3, 16, 16)])
+def test_enet_rejects_bad_images(shape):
+    with pytest.raises(ValueError):
+        enet.CompressedENet(4)(torch.rand(*shape))
+
+
+def test_enet_rejects_bad_arguments():
+    for kwargs in (dict(filters=0), dict(n_classes=1), dict(stage_blocks=(1, 1))):
+        with pytest.raises(ValueError):
+            enet.CompressedENet(**{"filters": 4, **kwargs})
+
+
+def _trained_bn(filters=4, blocks=(1, 1, 1, 1, 1)):
+    torch.manual_seed(0)
+    model = enet.CompressedENet(filters, stage_blocks=blocks).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+def test_fold_batchnorm_keeps_the_function():
+    model = _trained_bn()
+    x = torch.rand(3, 3, *SMALL_HW)
+    folded = enet.fold_batchnorm(model)
+    assert not folded.batchnorm and folded.init_bn is None
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+def test_quantization_needs_folding_and_complete_types():
+    model = _trained_bn()
+    with pytest.raises(ValueError, match="fold"):
+        model.set_quantization(enet.Quantization(bits=8))
+    folded = enet.fold_batchnorm(model)
+    with pytest.raises(ValueError, match="lacks types"):
+        folded.set_quantization(enet.Quantization(bits=8))
+    with pytest.raises(ValueError, match="bits"):
+        enet.calibrate_quantization(folded, torch.rand(2, 3, *SMALL_HW), 1)
+
+
+def _quantized(bits=8, filters=4, blocks=(1, 1, 1, 1, 1)):
+    folded = enet.fold_batchnorm(_trained_bn(filters, blocks))
+    images = torch.rand(4, 3, *SMALL_HW)
+    folded.set_quantization(enet.calibrate_quantization(folded, images, bits))
+    return folded
+
+
+def test_export_puts_every_weight_on_its_grid():
+    model = _quantized(bits=4)
+    exported = enet.export_for_hls(model)
+    assert exported.quant is None
+    modules = dict(exported.named_modules())
+    for name in model.conv_names():
+        step = model.quant.weights[name].step
+        codes = modules[name].weight / step
+        torch.testing.assert_close(codes, codes.round())
+        assert codes.abs().max() <= 2 ** (model.quant.bits - 1)
+    x = torch.rand(2, 3, *SMALL_HW)
+    with pytest.raises(ValueError):
+        enet.export_for_hls(exported)
+    # The quantized model equals the exported float model with ReLU outputs cast.
+    assert model(x).shape == exported(x).shape
+
+
+# -- training and metrics ------------------------------------------------------------------------
+def test_confusion_matrix_and_scores_by_hand():
+    pred = torch.tensor([0, 0, 1, 1, 2, 0])
+    true = torch.tensor([0, 1, 1, 1, 2, 2])
+    confusion = training.confusion_matrix(pred, true, 4)
+    assert confusion[:3, :3].tolist() == [[1, 0, 0], [1, 2, 0], [1, 0, 1]]
+    scores = training.segmentation_scores(confusion)
+    # IoU: class 0: 1 / (3 + 1 - 1) = 1/3; class 1: 2 / (2 + 3 - 2) = 2/3; class 2: 1/2; 3 absent
+    assert scores["iou"][:3] == pytest.approx([1 / 3, 2 / 3, 1 / 2])
+    assert scores["iou"][3] is None
+    assert scores["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert scores["accuracy"] == pytest.approx(4 / 6)
+    with pytest.raises(ValueError):
+        training.confusion_matrix(pred, true[:3], 4)
+    with pytest.raises(ValueError):
+        training.confusion_matrix(pred, true + 3, 4)
+    with pytest.raises(ValueError):
+        training.segmentation_scores(np.ones((2, 3)))
+
+
+def test_training_lowers_the_loss_float_and_qat():
+    images, labels = scenes.make_dataset(16, *SMALL_HW, seed=0)
+    torch.manual_seed(0)
+    model = enet.CompressedENet(4, stage_blocks=(1, 1, 1, 1, 1))
+    losses = training.train(model, images, labels, 40, 4, 3e-3, seed=0)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    qat = enet.fold_batchnorm(model)
+    qat.set_quantization(enet.calibrate_quantization(qat, images, 4))
+    qat_losses = training.train(qat, images, labels, 10, 4, 1e-3, seed=1)
+    assert all(math.isfinite(v) for v in qat_losses)
+    with pytest.raises(ValueError):
+        training.train(model, images, labels, 0, 4, 1e-3, seed=0)
+    with pytest.raises(ValueError):
+        training.train(model, images, labels, 5, 99, 1e-3, seed=0)
+
+
+def test_predict_logits_in_float64_restores_float32():
+    model = _quantized()
+    x = torch.rand(2, 3, *SMALL_HW)
+    out = training.predict_logits(model, x, dtype=torch.float64)
+    assert out.dtype == torch.float32 and next(model.parameters()).dtype == torch.float32
+
+
+# -- scenes --------------------------------------------------------------------------------------
+def test_scenes_are_deterministic_and_labelled():
+    a_images, a_labels = scenes.make_dataset(3, 40, 64, seed=5)
+    b_images, b_labels = scenes.make_dataset(3, 40, 64, seed=5)
+    assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)
+    assert a_images.shape == (3, 3, 40, 64) and a_labels.shape == (3, 40, 64)
+    assert float(a_images.min()) >= 0 and float(a_images.max()) <= 1
+    assert set(a_labels.unique().tolist()) <= {0, 1, 2, 3}
+    assert scenes.class_frequencies(a_labels).sum() == pytest.approx(1.0)
+    for bad in ((0, 40, 64), (2, 41, 64), (2, 8, 64)):
+        with pytest.raises(ValueError):
+            scenes.make_dataset(*bad, seed=0)
+
+
+# -- driver --------------------------------------------------------------------------------------
+def test_pack_is_channels_last_row_major():
+    images = torch.arange(12, dtype=torch.float32).reshape(1, 3, 2, 2)
+    stream = driver.pack(images)
+    # pixel (0,0): R=0, G=4, B=8; pixel (0,1): 1, 5, 9; then row 1.
+    assert stream.tolist() == [[0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]]
+    assert stream.dtype == np.float32
+    with pytest.raises(ValueError):
+        driver.pack(torch.zeros(1, 4, 2, 2))
+
+
+def test_encode_matches_the_torch_cast():
+    kind = fixed.FixedType(8, 0, signed=False)
+    values = np.random.default_rng(0).uniform(-0.1, 1.1, 1000)
+    codes = driver.encode(values, kind)
+    assert codes.dtype == np.uint8
+    expected = kind.to_codes(torch.from_numpy(values)).numpy()
+    assert np.array_equal(codes.astype(np.float64), expected)
+    assert np.allclose(driver.decode(codes, kind), kind.quantize(torch.from_numpy(values)).numpy())
+    assert driver.encode(np.array([-3.0]), fixed.FixedType(16, 6)).dtype == np.int16
+    with pytest.raises(ValueError):
+        driver.encode(values, fixed.FixedType(8, 0, overflow="AP_WRAP"))
+
+
+def test_unpack_inverts_the_stream_order():
+    logits = np.random.default_rng(1).normal(size=(2, 4, 3, 5))
+    stream = logits.transpose(0, 2, 3, 1).reshape(2, -1)
+    assert np.array_equal(driver.unpack(stream, 3, 5, 4), logits)
+    kind = fixed.FixedType(16, 6)
+    codes = np.array([[1, 2, 3, 4]])
+    assert driver.unpack(codes, 1, 1, 4, kind).ravel().tolist() == [
+        c * kind.step for c in (1, 2, 3, 4)
+    ]
+    with pytest.raises(ValueError):
+        driver.unpack(stream, 3, 5, 3)
+
+
+# -- hls4ml (one compile for the module) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    pytest.importorskip("hls4ml")
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed for hls4ml's C simulation")
+    model = _quantized(bits=4)
+    folder = tmp_path_factory.mktemp("hls") / "prj"
+    hls_model = hls.convert(model, SMALL_HW, folder, reuse_factor=4, backend="VivadoAccelerator")
+    hls.compile_csim(hls_model)
+    return model, hls_model, folder
+
+
+def test_config_carries_the_qat_types(compiled):
+    model, _, _ = compiled
+    config = hls.hls_config(model, SMALL_HW, reuse_factor=4)
+    layers = config["LayerName"]
+    assert layers["x"]["Precision"]["result"] == "ap_ufixed<8,0,AP_RND_CONV,AP_SAT>"
+    name = "blocks.2.main"
+    assert layers[hls.hls_name(name)]["Precision"]["weight"] == model.quant.weights[name].hls()
+    relu = "blocks.2.main_relu"
+    assert layers[hls.hls_name(relu)]["Precision"]["result"] == model.quant.activations[relu].hls()
+    assert config["Model"]["Strategy"] == "Resource"
+
+
+def test_csim_is_bit_exact_through_the_driver_packing(compiled):
+    model, hls_model, _ = compiled
+    images = scenes.make_dataset(3, *SMALL_HW, seed=3)[0]
+    reference = training.predict_logits(model, images, dtype=torch.float64).double()
+    csim = hls.csim_predict(hls_model, images, 4)  # goes through driver.pack / driver.unpack
+    assert (csim.argmax(1) == reference.argmax(1)).double().mean() >= 0.99
+    assert float((csim - reference).abs().max()) < 1e-3
+    # The raw predict on the packed stream, unpacked by hand, is the same.
+    stream = driver.pack(images).reshape(3, *SMALL_HW, 3)
+    raw = np.asarray(hls_model.predict(stream), dtype=np.float64).reshape(3, -1)
+    assert np.array_equal(driver.unpack(raw, *SMALL_HW, 4), csim.numpy())
+
+
+def test_zcu102_project_is_written(compiled):
+    _, _, folder = compiled
+    assert (folder / "axi_stream_driver.py").is_file()
+    assert "zcu102" in (folder / "design.tcl").read_text()
+
+
+def test_hls_arguments_are_checked(compiled):
+    model, _, _ = compiled
+    with pytest.raises(ValueError, match="not quantized"):
+        hls.hls_config(enet.CompressedENet(4), SMALL_HW)
+    for kwargs in (
+        dict(input_hw=(15, 24)),
+        dict(reuse_factor=0),
+        dict(strategy="Fast"),
+        dict(backend="Quartus"),
+    ):
+        with pytest.raises(ValueError):
+            hls.hls_config(model, **{"input_hw": SMALL_HW, **kwargs})
+    assert hls.hls_name("blocks.0.proj") == "blocks_0_proj"
+
+
+@pytest.mark.skipif(shutil.which("vivado_hls") is not None, reason="Vivado is installed here")
+def test_bitstream_without_vivado_says_so(compiled):
+    with pytest.raises(RuntimeError, match="Vivado"):
+        hls.build_bitstream(compiled[1])
+
+
+# -- board ---------------------------------------------------------------------------------------
+def test_board_package_and_off_board_error(tmp_path):
+    images = torch.rand(2, 3, 8, 8)
+    logits = torch.rand(2, 4, 8, 8)
+    with pytest.raises(FileNotFoundError, match="bitstream"):
+        board.run_on_board(tmp_path)
+    board.write_package(tmp_path, images, logits)
+    assert all((tmp_path / f).is_file() for f in board.PACKAGE_FILES)
+    with pytest.raises(RuntimeError, match="ZCU102"):
+        board.run_on_board(tmp_path)
+    with pytest.raises(FileNotFoundError, match=".bit"):
+        board.find_bitfile(tmp_path)
+    with pytest.raises(ValueError):
+        board.write_package(tmp_path / "missing", images, logits)
+    with pytest.raises(ValueError):
+        board.write_package(tmp_path, images, logits[:1])
+
+
+# -- estimate ------------------------------------------------------------------------------------
+def test_layer_costs_by_hand():
+    model = enet.CompressedENet(4, stage_blocks=(1, 1, 1, 1, 1))
+    costs = {c.name: c for c in estimate.layer_costs(model, (16, 24))}
+    stem = costs["init_conv"]  # 3x3 conv, 3 -> 29 channels, on the pooled 8 x 12 image
+    assert stem.multiplications_per_pixel == 9 * 3 * 29
+    assert stem.in_pixels == stem.out_pixels == 8 * 12
+    assert stem.line_buffer_values == 2 * 12 * 3
+    assert costs["classifier"].out_pixels == 16 * 24
+    assert costs["blocks.0.pool"].kind == "pool" and costs["blocks.0.pool"].out_pixels == 4 * 6
+
+
+def test_estimate_formulas():
+    model = enet.CompressedENet(4, stage_blocks=(1, 1, 1, 1, 1))
+    costs = estimate.layer_costs(model, (16, 24))
+    convs = [c for c in costs if c.kind == "conv"]
+    one = estimate.estimate(model, (16, 24), 1, 5.0, 8, 8)
+    assert one["multipliers"] == sum(c.multiplications_per_pixel for c in convs)
+    cycles = [max(c.in_pixels, c.out_pixels) for c in costs]
+    assert one["interval_ms"] == pytest.approx(max(cycles) * 5e-6)
+    assert one["latency_ms_high"] == pytest.approx(sum(cycles) * 5e-6)
+    eight = estimate.estimate(model, (16, 24), 8, 5.0, 8, 8)
+    assert eight["multipliers"] == sum(math.ceil(c.multiplications_per_pixel / 8) for c in convs)
+    assert eight["interval_ms"] == pytest.approx(16 * 24 * 8 * 5e-6)  # the classifier
+    with pytest.raises(ValueError):
+        estimate.estimate(model, (16, 24), 0, 5.0, 8, 8)
+    with pytest.raises(ValueError):
+        estimate.estimate(model, (16, 20), 1, 5.0, 8, 8)
+
+
+# -- study ---------------------------------------------------------------------------------------
+def test_config_validation():
+    assert study.resolve_config("smoke").filters == [8]
+    with pytest.raises(ValueError, match="unknown profile"):
+        study.resolve_config("huge")
+    with pytest.raises(ValueError):
+        study.resolve_config("smoke", height=30)
+    with pytest.raises(ValueError, match="csim_images"):
+        study.resolve_config("smoke", csim_images=999)
+    with pytest.raises(ValueError, match="unknown target"):
+        study.check_target("asic")
+
+
+def test_enet_class_weights_by_hand():
+    labels = torch.tensor([0, 0, 0, 1])
+    weights = study.enet_class_weights(labels, 3)
+    expected = [1 / math.log(1.02 + p) for p in (0.75, 0.25, 0.0)]
+    assert weights.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def _metrics(mious: dict[str, float], agreement: float = 1.0) -> dict:
+    models = {}
+    for key, miou in mious.items():
+        filters, precision = key.split("-")
+        bits = None if precision == "float" else int(precision[1:])
+        models[key] = {
+            "filters": int(filters[1:]),
+            "bits": bits,
+            "test": {"miou": miou, "accuracy": 0.9, "iou": [0.5] * 4},
+        }
+    return {
+        "metrics_version": study.METRICS_VERSION, "height": 152, "width": 240, "n_classes": 4,
+        "models": models,
+        "bit_accuracy": {k: {"argmax_agreement": agreement, "max_abs_error": 0.0}
+                         for k in models if not k.endswith("float")},
+        "losses": {k: [2.0] * 10 + [1.0] * 10 for k in models},
+        "estimates": [{"model": "f16-q4", "reuse_factor": 16, "interval_ms": 2.9,
+                       "latency_ms_low": 2.9, "latency_ms_high": 15.0,
+                       "dsp_fraction_upper": 1.1}],
+        "latency": {"cpu, batch 1": 5.0},
+        "chosen_model": "f16-q4", "clock_ns": 5.0,
+    }  # fmt: skip
+
+
+PAPER_LIKE = {"f4-float": 0.30, "f4-q4": 0.17, "f4-q8": 0.22, "f8-float": 0.34, "f8-q4": 0.32,
+              "f8-q8": 0.33, "f16-float": 0.37, "f16-q4": 0.36, "f16-q8": 0.35}  # fmt: skip
+
+
+def test_claims_on_paper_like_numbers():
+    claims = study.check_claims(_metrics(PAPER_LIKE))
+    assert claims == {
+        "csim_agrees": True, "training_loss_falls": True, "better_than_chance": True,
+        "miou_rises_with_filters": True, "q4_close_to_q8_at_8_16_filters": True,
+        "q4_drops_most_at_4_filters": True,
+    }  # fmt: skip
+
+
+def test_claims_fail_when_they_should():
+    bad = dict(PAPER_LIKE, **{"f16-q4": 0.20})  # 4-bit far below 8-bit at 16 filters
+    claims = study.check_claims(_metrics(bad, agreement=0.95))
+    assert not claims["csim_agrees"]
+    assert not claims["q4_close_to_q8_at_8_16_filters"]
+    assert claims["miou_rises_with_filters"]  # 0.17 -> 0.20 still rises
+    shrinking = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f16-float": 0.25})))
+    assert not shrinking["miou_rises_with_filters"]
+    single = study.check_claims(_metrics({"f8-float": 0.3, "f8-q8": 0.3}))
+    assert "miou_rises_with_filters" not in single
+
+
+def test_findings_cover_the_anchors_and_note_reads():
+    metrics = _metrics(PAPER_LIKE)
+    metrics["claims"] = study.check_claims(metrics)
+    findings = study.miniature_findings(metrics)
+    table = anchors.comparison_table(anchors.load_anchors("ch13-enet-fpga-hls4ml"), findings)
+    assert len(table) == len(findings)
+    assert "not measured" in findings["latency_batch1"]
+    note = study.reading_note(metrics)
+    assert "rises" in note and "100.00 %" in note
+    assert study.can_read(metrics) and not study.can_read({"metrics_version": 0})
+    assert list(study.miou_table(metrics).columns)[:2] == ["mIoU", "pixel accuracy"]
+
+
+def test_torch_latency_is_positive():
+    model = enet.CompressedENet(4, stage_blocks=(1, 1, 1, 1, 1))
+    assert study.torch_latency(model, (16, 24), 2, torch.device("cpu"), 2) > 0
+
+
+def test_plots_draw():
+    metrics = _metrics(PAPER_LIKE)
+    images, labels = scenes.make_dataset(2, *SMALL_HW, seed=0)
+    for fig in (
+        plots.plot_panels(images, labels, {"pred": labels}),
+        plots.plot_miou(metrics["models"]),
+        plots.plot_losses(metrics["losses"]),
+        plots.plot_estimates(metrics["estimates"], {"paper": 4.9}),
+    ):
+        assert fig.axes
+        fig.clf()
