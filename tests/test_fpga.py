@@ -211,6 +211,43 @@ def test_scenes_are_deterministic_and_labelled():
             scenes.make_dataset(*bad, seed=0)
 
 
+def _fake_cityscapes(root, split="val", frames=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        city = "aachen" if i % 2 == 0 else "bonn"
+        stem = f"{city}_000000_{i:06d}"
+        for folder in ("leftImg8bit", "gtFine"):
+            (root / folder / split / city).mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 256, size=(64, 128, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+        ids = np.full((64, 128), 11, np.uint8)  # building -> background
+        ids[32:, :] = 7  # road
+        ids[40:50, 10:30] = 26  # car
+        ids[20:40, 100:104] = 24  # person
+        Image.fromarray(ids).save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+
+
+def test_load_cityscapes_maps_the_four_classes(tmp_path):
+    _fake_cityscapes(tmp_path)
+    assert len(scenes.cityscapes_pairs(tmp_path, "val")) == 3
+    images, labels = scenes.load_cityscapes(tmp_path, "val", 2, 16, 32, seed=0)
+    assert images.shape == (2, 3, 16, 32) and labels.shape == (2, 16, 32)
+    assert float(images.max()) <= 1 and set(labels.unique().tolist()) == {0, 1, 2, 3}
+    assert (labels[:, 8:, :] != 0).all()  # the lower half is road (or car on it)
+    cropped, _ = scenes.load_cityscapes(tmp_path, "val", 3, 16, 32, seed=1, crop=0.8)
+    assert cropped.shape == (3, 3, 16, 32)
+    with pytest.raises(ValueError, match="found 3"):
+        scenes.load_cityscapes(tmp_path, "val", 4, 16, 32, seed=0)
+    with pytest.raises(ValueError, match="not a Cityscapes folder"):
+        scenes.load_cityscapes(tmp_path, "train", 1, 16, 32, seed=0)
+    with pytest.raises(ValueError, match="split"):
+        scenes.cityscapes_pairs(tmp_path, "dev")
+    with pytest.raises(ValueError, match="crop"):
+        scenes.load_cityscapes(tmp_path, "val", 1, 16, 32, seed=0, crop=1.5)
+
+
 # -- driver --------------------------------------------------------------------------------------
 def test_pack_is_channels_last_row_major():
     images = torch.arange(12, dtype=torch.float32).reshape(1, 3, 2, 2)
@@ -322,9 +359,23 @@ def test_board_package_and_off_board_error(tmp_path):
     board.write_package(tmp_path, images, logits)
     assert all((tmp_path / f).is_file() for f in board.PACKAGE_FILES)
     with pytest.raises(RuntimeError, match="ZCU102"):
-        board.run_on_board(tmp_path)
-    with pytest.raises(FileNotFoundError, match=".bit"):
+        board.run_on_board(tmp_path, batch_sizes=(1, 2))
+    with pytest.raises(ValueError, match="batch sizes"):
+        board.run_on_board(tmp_path, batch_sizes=(1, 10))  # the package holds 2 images
+    with pytest.raises(FileNotFoundError, match="bitstream"):
         board.find_bitfile(tmp_path)
+    with pytest.raises(FileNotFoundError, match="bitstream"):
+        board.collect_overlay(tmp_path)
+    # Vivado's layout: the bitfile in the implementation run, the .hwh in the block design.
+    impl = tmp_path / "myproject_vivado_accelerator" / "project_1.runs" / "impl_1"
+    handoff = tmp_path / "myproject_vivado_accelerator" / "bd" / "design_1" / "hw_handoff"
+    impl.mkdir(parents=True)
+    handoff.mkdir(parents=True)
+    (impl / "design_1_wrapper.bit").write_bytes(b"bits")
+    (handoff / "design_1.hwh").write_text("<hwh/>")
+    bitfile = board.collect_overlay(tmp_path)
+    assert board.find_bitfile(tmp_path) == bitfile
+    assert bitfile.with_suffix(".hwh").read_text() == "<hwh/>"
     with pytest.raises(ValueError):
         board.write_package(tmp_path / "missing", images, logits)
     with pytest.raises(ValueError):
@@ -355,6 +406,12 @@ def test_estimate_formulas():
     eight = estimate.estimate(model, (16, 24), 8, 5.0, 8, 8)
     assert eight["multipliers"] == sum(math.ceil(c.multiplications_per_pixel / 8) for c in convs)
     assert eight["interval_ms"] == pytest.approx(16 * 24 * 8 * 5e-6)  # the classifier
+    capped = estimate.estimate(model, (16, 24), 10**6, 5.0, 8, 8)  # R capped at n_in * c_out
+    assert capped["multipliers"] == len(convs)
+    assert capped["default_fifo_kbit"] == pytest.approx(
+        sum(c.output_values for c in costs) * 8 / 1024
+    )
+    assert capped["bram_fraction_default_fifos"] > capped["bram_fraction"]
     with pytest.raises(ValueError):
         estimate.estimate(model, (16, 24), 0, 5.0, 8, 8)
     with pytest.raises(ValueError):
@@ -368,10 +425,19 @@ def test_config_validation():
         study.resolve_config("huge")
     with pytest.raises(ValueError):
         study.resolve_config("smoke", height=30)
+    with pytest.raises(ValueError, match="bits"):
+        study.resolve_config("smoke", bits=[16])
     with pytest.raises(ValueError, match="csim_images"):
         study.resolve_config("smoke", csim_images=999)
     with pytest.raises(ValueError, match="unknown target"):
         study.check_target("asic")
+
+
+def test_majority_baseline_by_hand():
+    labels = torch.tensor([[0, 0, 0, 1]])
+    scores = study.majority_baseline(labels, 4)
+    assert scores["accuracy"] == 0.75
+    assert scores["miou"] == pytest.approx((0.75 + 0.0) / 2)  # classes 2, 3 absent
 
 
 def test_enet_class_weights_by_hand():
@@ -399,7 +465,10 @@ def _metrics(mious: dict[str, float], agreement: float = 1.0) -> dict:
         "losses": {k: [2.0] * 10 + [1.0] * 10 for k in models},
         "estimates": [{"model": "f16-q4", "reuse_factor": 16, "interval_ms": 2.9,
                        "latency_ms_low": 2.9, "latency_ms_high": 15.0,
-                       "dsp_fraction_upper": 1.1}],
+                       "dsp_fraction_upper": 1.1, "bram_fraction": 0.01,
+                       "bram_fraction_default_fifos": 0.4}],
+        "estimate_hw": [152, 240],
+        "majority_baseline": {"miou": 0.16, "accuracy": 0.65},
         "latency": {"cpu, batch 1": 5.0},
         "chosen_model": "f16-q4", "clock_ns": 5.0,
     }  # fmt: skip
@@ -412,7 +481,7 @@ PAPER_LIKE = {"f4-float": 0.30, "f4-q4": 0.17, "f4-q8": 0.22, "f8-float": 0.34, 
 def test_claims_on_paper_like_numbers():
     claims = study.check_claims(_metrics(PAPER_LIKE))
     assert claims == {
-        "csim_agrees": True, "training_loss_falls": True, "better_than_chance": True,
+        "csim_agrees": True, "training_loss_falls": True, "beats_majority_baseline": True,
         "miou_rises_with_filters": True, "q4_close_to_q8_at_8_16_filters": True,
         "q4_drops_most_at_4_filters": True,
     }  # fmt: skip
@@ -423,11 +492,15 @@ def test_claims_fail_when_they_should():
     claims = study.check_claims(_metrics(bad, agreement=0.95))
     assert not claims["csim_agrees"]
     assert not claims["q4_close_to_q8_at_8_16_filters"]
-    assert claims["miou_rises_with_filters"]  # 0.17 -> 0.20 still rises
+    assert not claims["miou_rises_with_filters"]  # hom4 falls from 8 (0.32) to 16 (0.20)
     shrinking = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f16-float": 0.25})))
     assert not shrinking["miou_rises_with_filters"]
     single = study.check_claims(_metrics({"f8-float": 0.3, "f8-q8": 0.3}))
     assert "miou_rises_with_filters" not in single
+    dip = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f8-q8": 0.36})))  # 8 > 16 filters
+    assert not dip["miou_rises_with_filters"]
+    floor = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f4-q4": 0.15})))
+    assert not floor["beats_majority_baseline"]
 
 
 def test_findings_cover_the_anchors_and_note_reads():
@@ -440,7 +513,11 @@ def test_findings_cover_the_anchors_and_note_reads():
     note = study.reading_note(metrics)
     assert "rises" in note and "100.00 %" in note
     assert study.can_read(metrics) and not study.can_read({"metrics_version": 0})
-    assert list(study.miou_table(metrics).columns)[:2] == ["mIoU", "pixel accuracy"]
+    table = study.miou_table(metrics)
+    assert list(table.index) == [4, 8, 16]
+    assert table[("mIoU", "4-bit QAT")].tolist() == [0.17, 0.32, 0.36]
+    assert list(table["mIoU"].columns) == ["float", "4-bit QAT", "8-bit QAT"]
+    assert study.iou_table(metrics).shape == (9, 4)
 
 
 def test_torch_latency_is_positive():

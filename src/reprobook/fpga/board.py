@@ -1,18 +1,23 @@
 """The ZCU102 side: a deployment package, and running it on the board with PYNQ.
 
 On a workstation with Vivado, the chapter's ``target="bitstream"`` builds the bitfile inside the
-hls4ml project. :func:`write_package` puts next to it what the board needs to check itself: the
-test images, the C simulation's logits, the shapes. On the board (a PYNQ image on the ZCU102),
-:func:`run_on_board` loads the overlay through hls4ml's generated driver
+hls4ml project, and :func:`collect_overlay` puts the bitfile and its ``.hwh`` side by side at
+the project's top. :func:`write_package` adds what the board needs to check itself: the test
+images, the C simulation's logits, the shapes. On the board (a PYNQ image on the ZCU102),
+:func:`run_on_board` (or ``python -m reprobook.fpga.board <project>``, which needs only NumPy
+and the board's own ``pynq``) loads the overlay through hls4ml's generated driver
 (``axi_stream_driver.py``), streams the images through the DMA at batch 1 and 10, times them,
-and compares the outputs with the C simulation. ``pynq`` is imported only here, and off-board
-its ``RuntimeError: No Devices Found`` becomes a clear message.
+compares the outputs with the C simulation, and writes ``board_results.json``. ``pynq`` is
+imported only here, and off the board its ``RuntimeError: No Devices Found`` becomes a clear
+message.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -47,16 +52,36 @@ def write_package(project_dir: str | Path, images, csim_logits) -> Path:
     return project_dir
 
 
-def find_bitfile(project_dir: str | Path) -> Path:
-    """The bitfile Vivado wrote in an hls4ml VivadoAccelerator project (its .hwh must be beside
-    it, with the same stem, for PYNQ)."""
-    candidates = sorted(Path(project_dir).rglob("*.bit"))
-    if not candidates:
+OVERLAY_STEM = "enet_zcu102"
+
+
+def collect_overlay(project_dir: str | Path) -> Path:
+    """After Vivado: copy the bitfile (``project_1.runs/impl_1/*.bit``) and its hardware handoff
+    (``.../hw_handoff/*.hwh``) to the project's top folder under one name, as PYNQ's ``Overlay``
+    needs them side by side; returns the bitfile's path."""
+    project_dir = Path(project_dir)
+    bits = sorted(p for p in project_dir.rglob("*.bit") if p.parent != project_dir)
+    handoffs = sorted(project_dir.rglob("hw_handoff/*.hwh"))
+    if not bits or not handoffs:
         raise FileNotFoundError(
-            f"no .bit file under {project_dir}: build it first with target='bitstream' on a "
-            f"machine with Vivado, then copy the whole project folder to the board"
+            f"no Vivado bitfile and .hwh under {project_dir}: run target='bitstream' first"
         )
-    return candidates[0]
+    bitfile = project_dir / f"{OVERLAY_STEM}.bit"
+    shutil.copyfile(bits[0], bitfile)
+    shutil.copyfile(handoffs[0], bitfile.with_suffix(".hwh"))
+    return bitfile
+
+
+def find_bitfile(project_dir: str | Path) -> Path:
+    """The overlay :func:`collect_overlay` put in the project folder (bitfile and .hwh)."""
+    bitfile = Path(project_dir) / f"{OVERLAY_STEM}.bit"
+    if not bitfile.is_file() or not bitfile.with_suffix(".hwh").is_file():
+        raise FileNotFoundError(
+            f"no {bitfile.name} with its .hwh in {project_dir}: build it with "
+            f"target='bitstream' on a machine with Vivado, then copy the whole project folder "
+            f"to the board"
+        )
+    return bitfile
 
 
 def _load_driver(project_dir: Path):
@@ -81,6 +106,12 @@ def run_on_board(
             f"{project_dir} lacks {', '.join(missing)}: run the chapter "
             f"with target='bitstream' first"
         )
+    meta = json.loads((project_dir / "package.json").read_text())
+    if any(not isinstance(b, int) or not 1 <= b <= meta["n_images"] for b in batch_sizes):
+        raise ValueError(
+            f"batch sizes must lie in 1..{meta['n_images']} (the images in the package), "
+            f"got {batch_sizes!r}"
+        )
     try:
         import pynq  # noqa: F401  (only on this path: the board's own PYNQ)
         from pynq import Device
@@ -92,7 +123,6 @@ def run_on_board(
             f"target 'pynq' must run on the ZCU102 under its PYNQ image ({error}); "
             f"off the board use target='csim'"
         ) from error
-    meta = json.loads((project_dir / "package.json").read_text())
     images = np.load(project_dir / "images.npy")
     csim = np.load(project_dir / "csim_logits.npy").astype(np.float64)
     h, w, c = meta["height"], meta["width"], meta["n_classes"]
@@ -119,4 +149,11 @@ def run_on_board(
     agreement = (outputs.argmax(1) == reference.argmax(1)).mean()
     results["argmax_agreement_with_csim"] = float(agreement)
     results["max_abs_error_vs_csim"] = float(np.abs(outputs - reference).max())
+    (project_dir / "board_results.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+if __name__ == "__main__":  # on the board: python -m reprobook.fpga.board <project folder>
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m reprobook.fpga.board <hls4ml project folder>")
+    print(json.dumps(run_on_board(sys.argv[1]), indent=1))

@@ -36,6 +36,9 @@ INITIAL_CHANNELS = 32  # the initial block's output: 3 pooled RGB + 29 conv chan
 INPUT_TYPE = FixedType(8, 0, signed=False)  # pixels / 255 as ap_ufixed<8,0>, as the authors
 WIDE_TYPE = FixedType(40, 16, signed=True, overflow="AP_WRAP")  # accumulators: exact here
 BIAS_BITS = 16
+# WIDE_TYPE keeps 24 fractional bits: exact for weights of up to 8 bits (at most 12 fractional
+# bits, integer bits >= -4 in practice) times activations of up to 8 fractional bits.
+MAX_BITS = 8
 
 
 @dataclass
@@ -225,8 +228,8 @@ def calibrate_quantization(model: CompressedENet, images: torch.Tensor, bits: in
     activation types from the float model's ReLU outputs on ``images``."""
     if model.batchnorm:
         raise ValueError("fold the batch norms (fold_batchnorm) before calibrating")
-    if not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise ValueError(f"bits must be an int in 2..16, got {bits!r}")
+    if not isinstance(bits, int) or not 2 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be an int in 2..{MAX_BITS}, got {bits!r}")
     quant = Quantization(bits=bits)
     modules = dict(model.named_modules())
     for name in model.conv_names():

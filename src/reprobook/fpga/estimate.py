@@ -4,13 +4,18 @@ An analytic model of hls4ml's ``io_stream`` convolutions with the ``Resource`` s
 is an *estimate*, not a synthesis report:
 
 - a conv layer with ``n_in = k * k * c_in`` inputs and ``c_out`` outputs per pixel instantiates
-  ``ceil(n_in * c_out / R)`` multipliers for reuse factor ``R`` (hls4ml's rule);
+  ``ceil(n_in * c_out / R)`` multipliers for reuse factor ``R`` (hls4ml's rule; ``R`` is capped
+  at ``n_in * c_out``, as hls4ml does);
 - it produces one output pixel every ``R`` clock cycles (its initiation interval), so it needs
   ``pixels * R`` cycles per image; every layer also takes at least one cycle per pixel it reads;
 - the layers run as a dataflow pipeline: a stream of images leaves it every
-  ``max_layer cycles`` (the throughput bound, batch latency per image), and one image needs
-  between that and the sum over layers (no overlap at all): we report both;
-- weights take ``parameters * bits``; line buffers ``(k - 1)`` rows of the input per conv.
+  ``max_layer cycles`` (the streaming interval: the time per image of a batch), and one image
+  needs between that (full overlap of the layers) and the sum over layers (no overlap);
+- memory: weights take ``parameters * bits``; line buffers ``(k - 1)`` rows of the input per
+  conv; and the streams between layers, which hls4ml sizes by default to hold a whole feature
+  map (``pixels * channels * bits`` each) until their depths are optimized by co-simulation
+  (the authors' ``optimize_fifos_depth``). Both memory totals are reported as a share of the
+  ZCU102's 912 BRAM36 blocks, assuming the activations are narrowed to ``activation_bits``.
 
 Multipliers of 8 bits or fewer usually go to LUTs rather than DSP slices, so the multiplier
 count is an upper bound on DSP use, compared with the ZCU102's 2,520 DSP slices.
@@ -38,6 +43,7 @@ class LayerCost:
     multiplications_per_pixel: int
     parameters: int
     line_buffer_values: int
+    output_values: int  # values of the output feature map: a default-depth stream holds them
 
 
 def layer_costs(model: CompressedENet, input_hw: tuple[int, int]) -> list[LayerCost]:
@@ -66,16 +72,19 @@ def layer_costs(model: CompressedENet, input_hw: tuple[int, int]) -> list[LayerC
     for name, (shape_in, shape_out) in shapes.items():
         module = modules[name]
         in_pixels, out_pixels = shape_in[2] * shape_in[3], shape_out[2] * shape_out[3]
+        out_values = out_pixels * shape_out[1]
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             mults = k * module.in_channels * module.out_channels
             params = mults + module.out_channels
             line = (module.kernel_size[0] - 1) * shape_in[3] * module.in_channels
-            costs.append(LayerCost(name, "conv", in_pixels, out_pixels, mults, params, line))
+            costs.append(
+                LayerCost(name, "conv", in_pixels, out_pixels, mults, params, line, out_values)
+            )
         else:
             kind = "pool" if isinstance(module, nn.MaxPool2d) else "upsample"
             line = shape_in[3] * shape_in[1] if kind == "pool" else 0
-            costs.append(LayerCost(name, kind, in_pixels, out_pixels, 0, 0, line))
+            costs.append(LayerCost(name, kind, in_pixels, out_pixels, 0, 0, line, out_values))
     return costs
 
 
@@ -97,14 +106,17 @@ def estimate(
     multipliers = 0
     for c in costs:
         if c.kind == "conv":
-            multipliers += math.ceil(c.multiplications_per_pixel / reuse_factor)
-            cycles.append(max(c.in_pixels, c.out_pixels * reuse_factor))
+            reuse = min(reuse_factor, c.multiplications_per_pixel)
+            multipliers += math.ceil(c.multiplications_per_pixel / reuse)
+            cycles.append(max(c.in_pixels, c.out_pixels * reuse))
         else:
             cycles.append(max(c.in_pixels, c.out_pixels))
     slowest, total = max(cycles), sum(cycles)
     weight_kbit = sum(c.parameters for c in costs) * weight_bits / 1024
     buffer_kbit = sum(c.line_buffer_values for c in costs) * activation_bits / 1024
+    fifo_kbit = sum(c.output_values for c in costs) * activation_bits / 1024
     to_ms = clock_period_ns * 1e-6
+    bram_kbit = 36_864 / 1024 * ZCU102["bram_36k"]
     return {
         "reuse_factor": reuse_factor,
         "clock_ns": clock_period_ns,
@@ -112,7 +124,9 @@ def estimate(
         "dsp_fraction_upper": multipliers / ZCU102["dsp"],
         "weight_kbit": weight_kbit,
         "line_buffer_kbit": buffer_kbit,
-        "bram_fraction": (weight_kbit + buffer_kbit) * 1024 / 36_864 / ZCU102["bram_36k"],
+        "default_fifo_kbit": fifo_kbit,
+        "bram_fraction": (weight_kbit + buffer_kbit) / bram_kbit,
+        "bram_fraction_default_fifos": (weight_kbit + buffer_kbit + fifo_kbit) / bram_kbit,
         "interval_ms": slowest * to_ms,
         "latency_ms_low": slowest * to_ms,
         "latency_ms_high": total * to_ms,

@@ -37,7 +37,7 @@ def plot_panels(
                 vmax=len(CLASSES) - 1,
                 interpolation="nearest",
             )
-    for col, title in enumerate(["scene (stand-in)", "label", *predictions]):
+    for col, title in enumerate(["scene", "label", *predictions]):
         axes[0, col].set_title(title)
     for ax in axes.flat:
         ax.set_xticks([])

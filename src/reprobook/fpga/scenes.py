@@ -5,15 +5,22 @@ a street seen from a car: sky and buildings above a horizon, a road narrowing to
 point, cars on the road and people on the pavement, each scaled by perspective, drawn far to
 near (so near objects occlude far ones), with lighting jitter and pixel noise. The labels are
 the paper's classes: 0 background (sky, buildings, pavement), 1 road, 2 car, 3 person.
+
+Readers who have Cityscapes (it needs a registration, so nothing here downloads it) can load
+their local copy with :func:`load_cityscapes`, which maps it to the same four classes.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
 CLASSES = ("background", "road", "car", "person")
 PAPER_HW = (152, 240)  # the paper's input, height x width
+CITYSCAPES_CLASS_IDS = {7: 1, 26: 2, 24: 3}  # Cityscapes label ids: road, car, person
+CITYSCAPES_SPLITS = ("train", "val", "test")
 
 
 def _check_size(height: int, width: int) -> None:
@@ -115,3 +122,67 @@ def class_frequencies(labels: torch.Tensor, n_classes: int = len(CLASSES)) -> np
     """Fraction of pixels in each class."""
     counts = torch.bincount(labels.flatten(), minlength=n_classes).double()
     return (counts / counts.sum()).numpy()
+
+
+def cityscapes_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, label-id) file pairs of a local Cityscapes copy: ``leftImg8bit/<split>/<city>/
+    *_leftImg8bit.png`` with ``gtFine/<split>/<city>/*_gtFine_labelIds.png``."""
+    if split not in CITYSCAPES_SPLITS:
+        raise ValueError(f"split must be one of {CITYSCAPES_SPLITS}, got {split!r}")
+    root = Path(root)
+    image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    if not image_dir.is_dir() or not label_dir.is_dir():
+        raise ValueError(f"{root} is not a Cityscapes folder: expected {image_dir} and {label_dir}")
+    pairs = []
+    for image in sorted(image_dir.glob("*/*_leftImg8bit.png")):
+        stem = image.name.removesuffix("_leftImg8bit.png")
+        label = label_dir / image.parent.name / f"{stem}_gtFine_labelIds.png"
+        if label.is_file():
+            pairs.append((image, label))
+    return pairs
+
+
+def load_cityscapes(
+    root: str | Path,
+    split: str,
+    n: int,
+    height: int,
+    width: int,
+    seed: int,
+    crop: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` frames of a local Cityscapes copy at ``height`` x ``width``, with the paper's four
+    classes (road 7, car 26, person 24, everything else background). ``crop`` takes a random
+    crop of that fraction of each side first, as the authors' training data did (0.8)."""
+    from PIL import Image
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    _check_size(height, width)
+    if crop is not None and not 0 < crop <= 1:
+        raise ValueError(f"crop must be in (0, 1], got {crop!r}")
+    pairs = cityscapes_pairs(root, split)
+    if len(pairs) < n:
+        raise ValueError(f"asked for {n} {split} frames, found {len(pairs)} under {root}")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(pairs), size=n, replace=False)
+    lookup = np.zeros(256, np.int64)
+    for cityscapes_id, ours in CITYSCAPES_CLASS_IDS.items():
+        lookup[cityscapes_id] = ours
+    images = np.empty((n, 3, height, width), np.float32)
+    labels = np.empty((n, height, width), np.int64)
+    for i, index in enumerate(chosen):
+        image_path, label_path = pairs[index]
+        image = Image.open(image_path).convert("RGB")
+        label = Image.open(label_path)
+        if crop is not None:
+            w, h = image.size
+            cw, ch = int(w * crop), int(h * crop)
+            left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            box = (left, top, left + cw, top + ch)
+            image, label = image.crop(box), label.crop(box)
+        image = image.resize((width, height), Image.BILINEAR)
+        label = label.resize((width, height), Image.NEAREST)
+        images[i] = np.asarray(image, np.float32).transpose(2, 0, 1) / 255.0
+        labels[i] = lookup[np.asarray(label, np.uint8)]
+    return torch.from_numpy(images), torch.from_numpy(labels)

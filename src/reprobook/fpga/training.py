@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from reprobook.fpga.enet import CompressedENet
 
@@ -87,7 +87,7 @@ def train(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc=desc, leave=False, mininterval=2):
+    for _ in tqdm(range(steps), desc=desc, leave=False, mininterval=10):
         index = torch.randint(len(images), (batch_size,), generator=generator)
         batch, target = images[index], labels[index]
         flip = torch.rand(batch_size, generator=generator) < 0.5  # horizontal flips
