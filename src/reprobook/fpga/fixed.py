@@ -12,16 +12,12 @@ compiles computes the same numbers as the model we trained.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 
 ROUNDING_MODES = ("AP_RND_CONV", "AP_TRN")
 OVERFLOW_MODES = ("AP_SAT", "AP_WRAP")
-_PATTERN = re.compile(
-    r"^ap_(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?>$"
-)
 
 
 @dataclass(frozen=True)
@@ -89,18 +85,6 @@ class FixedType:
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` cast to this type and back to a float tensor (no gradient)."""
         return self.to_codes(x) * self.step
-
-
-def parse(text: str) -> FixedType:
-    """Read ``ap_fixed<8,3>`` / ``ap_ufixed<4,0,AP_RND_CONV,AP_SAT>`` (defaults: AP_TRN, AP_WRAP,
-    as in Vivado HLS)."""
-    match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"not an ap_fixed / ap_ufixed type: {text!r}")
-    unsigned, width, integer, rounding, overflow = match.groups()
-    return FixedType(
-        int(width), int(integer), not unsigned, rounding or "AP_TRN", overflow or "AP_WRAP"
-    )
 
 
 def fake_quantize(x: torch.Tensor, kind: FixedType) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,16 @@ def hls_config(
 ) -> dict[str, Any]:
     """The hls4ml configuration of a quantized ``model``: per-layer precisions from its QAT
     types (see the module docstring), one reuse factor and strategy for every layer."""
-    import hls4ml
-
     if model.quant is None:
         raise ValueError("the model is not quantized: call set_quantization first")
     _check_common(input_hw, reuse_factor, strategy, backend)
-    exported = export_for_hls(model)
+    return _config(model, export_for_hls(model), input_hw, reuse_factor, strategy, backend)
+
+
+def _config(model, exported, input_hw, reuse_factor, strategy, backend) -> dict[str, Any]:
+    """``hls_config`` on an already exported model (``convert`` exports once for both)."""
+    import hls4ml
+
     with _quiet():
         config = hls4ml.utils.config_from_pytorch_model(
             exported,
@@ -99,8 +104,9 @@ def convert(
 
     if not clock_period_ns > 0:
         raise ValueError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
-    config = hls_config(model, input_hw, reuse_factor, strategy, backend)
-    extra: dict[str, Any] = {}
+    _check_common(input_hw, reuse_factor, strategy, backend)
+    exported = export_for_hls(model)  # raises if the model is not quantized
+    config = _config(model, exported, input_hw, reuse_factor, strategy, backend)
     if backend == "VivadoAccelerator":
         extra = dict(
             board="zcu102",
@@ -113,7 +119,7 @@ def convert(
         extra = dict(part=ZCU102_PART)
     with _quiet():
         return hls4ml.converters.convert_from_pytorch_model(
-            export_for_hls(model),
+            exported,
             hls_config=config,
             output_dir=str(output_dir),
             backend=backend,
@@ -125,8 +131,6 @@ def convert(
 
 def compile_csim(hls_model) -> float:
     """Write the project and build its C simulation with g++; returns the seconds it took."""
-    import time
-
     if shutil.which("g++") is None:
         raise RuntimeError("g++ is not on PATH: hls4ml's C simulation needs a C++ compiler")
     start = time.perf_counter()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from reprobook.fpga import enet, estimate, hls, scenes, training
@@ -275,10 +276,8 @@ def can_read(metrics: dict) -> bool:
 # -- tables ------------------------------------------------------------------------------------
 def miou_table(metrics: dict):
     """Test mIoU and pixel accuracy: rows filters, columns float / each bit width."""
-    import pandas as pd
-
     rows = [
-        {"filters": r["filters"], "precision": _precision_name(r["bits"]),
+        {"filters": r["filters"], "precision": _precision_label(r["bits"], short=False),
          "mIoU": r["test"]["miou"], "pixel accuracy": r["test"]["accuracy"]}
         for r in metrics["models"].values()
     ]  # fmt: skip
@@ -289,10 +288,8 @@ def miou_table(metrics: dict):
 
 def iou_table(metrics: dict):
     """Per-class test IoU of every model."""
-    import pandas as pd
-
     rows = [
-        {"filters": r["filters"], "precision": _precision_name(r["bits"]),
+        {"filters": r["filters"], "precision": _precision_label(r["bits"], short=False),
          **{c: v for c, v in zip(scenes.CLASSES, r["test"]["iou"], strict=True)}}
         for r in metrics["models"].values()
     ]  # fmt: skip
@@ -301,20 +298,12 @@ def iou_table(metrics: dict):
     )
 
 
-def _precision_name(bits: int | None) -> str:
-    return "float" if bits is None else f"{bits}-bit QAT"
-
-
 def bit_accuracy_table(metrics: dict):
-    import pandas as pd
-
     rows = [{"model": k, **v} for k, v in metrics["bit_accuracy"].items()]
     return pd.DataFrame(rows).set_index("model")
 
 
 def estimate_frame(metrics: dict):
-    import pandas as pd
-
     frame = pd.DataFrame(metrics["estimates"])
     keep = [
         "model",
@@ -331,8 +320,11 @@ def estimate_frame(metrics: dict):
     return frame[keep].set_index(["model", "reuse_factor"])
 
 
-def _precision_label(bits: int | None) -> str:
-    return "float" if bits is None else f"hom{bits}"
+def _precision_label(bits: int | None, short: bool = True) -> str:
+    """``hom4`` (the authors' name for homogeneous 4-bit QAT) or, for tables, ``4-bit QAT``."""
+    if bits is None:
+        return "float"
+    return f"hom{bits}" if short else f"{bits}-bit QAT"
 
 
 def miniature_findings(metrics: dict) -> dict[str, str]:
