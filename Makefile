@@ -1,11 +1,12 @@
 # reprobook: two commands on a fresh machine.
-#   make book   set up .venv, execute every chapter (PROFILE=smoke by default), render _build/html
+#   make book   set up .venv, render every chapter (its committed full run, else a smoke run), build _build/html
+#               (PROFILE=smoke or PROFILE=full executes every chapter afresh in that profile)
 #   make test   set up the same .venv, then lint, unit tests, chapter smoke tests and the book build
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PROFILE ?= smoke
+PROFILE ?=
 CH ?=
 PARAMS ?=
 # The stamp is keyed on the dependency files, so a change to any of them reinstalls; otherwise a no-op.
@@ -28,7 +29,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@touch $@
 
 book: venv
-	$(BIN)/python -m reprobook run-all --profile $(PROFILE)
+	$(BIN)/python -m reprobook book $(if $(PROFILE),--profile $(PROFILE))
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Book: _build/html/index.html"
 

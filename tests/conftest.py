@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from reprobook import chapters
 from reprobook.chapters import Chapter
 from reprobook.runner import ChapterRunError, run_chapter
 
@@ -97,3 +99,42 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"{run.chapter.id:34} {run.wall_s:8.1f} {budget:9.0f}  {status}")
     total = sum(r.wall_s for r in _SMOKE_RUNS.values())
     tr.write_line(f"{'total':34} {total:8.1f}")
+
+
+# Shared by the unit tests of the core modules (test_results.py, test_anchors.py,
+# test_runner.py, test_cli.py).
+
+CH = "ch99-test-chapter"
+
+
+def _chapter_md(path, *code_cells, profiles_block=None):
+    """A minimal jupytext MyST chapter: a parameters cell, then ``code_cells``."""
+    front = {
+        "jupytext": {
+            "text_representation": {"extension": ".md", "format_name": "myst"},
+        },
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "reprobook": {"title": "Runner test", "profiles": profiles_block or {"smoke": 120}},
+    }
+    cells = ['```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = "smoke"\nseed = 0\n```']
+    cells += [f"```{{code-cell}} ipython3\n{src}\n```" for src in code_cells]
+    text = (
+        "---\n"
+        + yaml.safe_dump(front, sort_keys=False)
+        + "---\n\n# Runner test\n\n"
+        + "\n\n".join(cells)
+        + "\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return chapters.load_chapter(path)
+
+
+@pytest.fixture
+def fake_root(tmp_path, monkeypatch):
+    """A temporary checkout: the runner's scratch files and run log go under it."""
+    root = tmp_path / "root"
+    (root / "notebooks").mkdir(parents=True)
+    monkeypatch.setenv("REPROBOOK_ROOT", str(root))
+    monkeypatch.setenv("REPROBOOK_RESULTS_DIR", str(tmp_path / "results"))
+    return root

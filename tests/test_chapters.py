@@ -1,138 +1,121 @@
-"""Every chapter in notebooks/: its declaration, a papermill smoke run, and the book build."""
+"""Unit tests of ``reprobook.chapters``: reading a chapter's front matter and finding
+chapters."""
 
-from __future__ import annotations
-
-import json
-import math
-import re
-import shutil
-import subprocess
-import sys
+import textwrap
 from pathlib import Path
 
-import jupytext
-import nbformat
 import pytest
+import yaml
 
-from reprobook.chapters import find_chapters, repo_root
-from reprobook.runner import ChapterRunError, parameter_defaults, read_notebook, run_chapter
-
-CHAPTERS = find_chapters()
-IDS = [c.id for c in CHAPTERS]
-ROOT = repo_root()
+from reprobook import chapters, results
 
 
-def _finite_leaves(obj, path="metrics"):
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _finite_leaves(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _finite_leaves(value, f"{path}[{i}]")
-    elif isinstance(obj, float):
-        yield path, math.isfinite(obj)
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
 
 
-def test_some_chapter_exists():
-    assert CHAPTERS, "no chapter notebooks found in notebooks/"
+def _front_matter(reprobook_block):
+    return (
+        "---\n"
+        + yaml.safe_dump({"reprobook": reprobook_block}, sort_keys=False)
+        + "---\n\n# Body\n"
+    )
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_declaration(chapter):
-    """Front matter, parameters cell of literals, the skeleton's sections, no stored outputs."""
-    assert {"smoke", "full"} <= set(chapter.profiles), "declare both smoke and full budgets"
-    assert chapter.profiles["smoke"] <= 150, "smoke must fit in 150 s on 2 cores"
-    assert chapter.profiles["full"] <= 1800, "full must fit in 30 min on 2 cores"
-    assert chapter.metrics_keys, "declare the metrics.json keys the smoke test checks"
-    nb = read_notebook(chapter)
-    defaults = parameter_defaults(nb)
-    assert defaults.get("profile") == "smoke" and isinstance(defaults.get("seed"), int)
-    text = chapter.source.read_text()
-    for heading in ("## Method", "## Result vs paper", "## Limits and deviations",
-                    "## How to reproduce", "## References"):  # fmt: skip
-        assert heading in text, f"{chapter.id} lacks the section {heading!r}"
-    assert (ROOT / "results" / chapter.id / "anchors.yaml").is_file(), "anchors.yaml missing"
-    for cell in jupytext.read(chapter.source).cells:
-        assert not cell.get("outputs"), "the MyST source must not hold outputs"
+GOOD_BLOCK = {
+    "title": "A test chapter",
+    "profiles": {"smoke": 100, "full": 1000},
+    "metrics_keys": ["a", "b"],
+}
 
 
-def test_no_committed_ipynb():
-    tracked = subprocess.run(
-        ["git", "ls-files", "notebooks/*.ipynb", "book/*.ipynb"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    ).stdout.split()  # fmt: skip
-    assert not tracked, f"generated notebooks are committed: {tracked}"
+def test_load_chapter_parses_the_reprobook_block(tmp_path):
+    path = _write(tmp_path / "ch42-test.md", _front_matter(GOOD_BLOCK))
+    chapter = chapters.load_chapter(path)
+    assert chapter.id == "ch42-test"
+    assert chapter.source == path
+    assert chapter.title == "A test chapter"
+    assert chapter.profiles == {"smoke": 100.0, "full": 1000.0}
+    assert chapter.metrics_keys == ("a", "b")
+    assert chapter.budget("smoke") == 100.0
+    assert chapter.executed_path == tmp_path / "ch42-test.ipynb"
 
 
-@pytest.mark.smoke
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_chapter_smoke_run(chapter, run_smoke):
-    """The chapter executes in the smoke profile within 240 s and writes sane metrics."""
-    run = run_smoke(chapter)
-    assert not run.error, run.error
-    assert run.wall_s <= 240, f"smoke run took {run.wall_s:.0f} s (> 240 s hard cap)"
-    out = run.results_dir / chapter.id / "smoke"
-    metrics = json.loads((out / "metrics.json").read_text())
-    missing = set(chapter.metrics_keys) - set(metrics)
-    assert not missing, f"metrics.json lacks declared keys {sorted(missing)}"
-    bad = [path for path, ok in _finite_leaves(metrics) if not ok]
-    assert not bad, f"non-finite metrics: {bad}"
-    provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["profile"] == "smoke" and provenance["wall_time_s"] > 0
-    assert "reprobook run " + chapter.id in provenance["command"]
+def test_chapter_budget_of_unknown_profile_names_the_valid_ones(tmp_path):
+    chapter = chapters.load_chapter(_write(tmp_path / "ch42-test.md", _front_matter(GOOD_BLOCK)))
+    with pytest.raises(ValueError, match=r"unknown profile 'nope'.*smoke, full"):
+        chapter.budget("nope")
 
 
-def test_bad_profile_fails_at_once():
-    start = subprocess.run(
-        [sys.executable, "-m", "reprobook", "run", CHAPTERS[0].id, "-p", "profile", "nope"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
-    )  # fmt: skip
-    assert start.returncode == 2
-    assert "unknown profile 'nope'" in start.stderr and "smoke" in start.stderr
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("# no front matter at all\n", "no 'reprobook:' block"),
+        ("---\ntitle: x\n---\n", "no 'reprobook:' block"),
+        ("---\nreprobook: 3\n---\n", "no 'reprobook:' block"),
+        (_front_matter({"title": "t", "profiles": {"full": 10}}), "at least 'smoke'"),
+        (_front_matter({"title": "t"}), "at least 'smoke'"),
+        (_front_matter({"title": "t", "profiles": {"smoke": 0}}), "positive number"),
+        (_front_matter({"title": "t", "profiles": {"smoke": 10, "full": -5}}), "positive number"),
+        (_front_matter({"title": "t", "profiles": {"smoke": "fast"}}), "positive number"),
+        ("---\nreprobook:\n  title: t\n", "never closed"),
+    ],
+)
+def test_load_chapter_refuses_incomplete_metadata(tmp_path, text, message):
+    path = _write(tmp_path / "ch42-test.md", text)
+    with pytest.raises(ValueError, match=message):
+        chapters.load_chapter(path)
 
 
-def test_interrupted_run_keeps_previous_results(tmp_path):
-    """A run killed by its budget leaves the last good artefacts untouched."""
-    chapter = CHAPTERS[0]
-    previous = tmp_path / chapter.id / "smoke"
-    previous.mkdir(parents=True)
-    (previous / "metrics.json").write_text('{"sentinel": 1}')
-    output = tmp_path / "interrupted.ipynb"
-    with pytest.raises(ChapterRunError, match="time budget"):
-        run_chapter(chapter, {"profile": "smoke"}, budget_s=4, results_dir=tmp_path,
-                    output=output, quiet=True)  # fmt: skip
-    assert json.loads((previous / "metrics.json").read_text()) == {"sentinel": 1}
-    assert not list((tmp_path / chapter.id).glob(".tmp-*")), "a half-written artefact remains"
-    assert "exceeded its time budget" in output.read_text()
+def test_get_chapter_unknown():
+    with pytest.raises(ValueError, match="unknown chapter 'nope'"):
+        chapters.get_chapter("nope")
 
 
-@pytest.mark.book
-def test_book_builds_with_every_chapter(run_smoke):
-    """jupyter-book -W renders every chapter's executed notebook, figures included."""
-    for chapter in CHAPTERS:
-        assert not run_smoke(chapter).error, f"{chapter.id} did not execute"
-    jb = Path(sys.executable).with_name("jupyter-book")
-    shutil.rmtree(ROOT / "_build" / "html", ignore_errors=True)
-    build = subprocess.run(
-        [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    html = ROOT / "_build" / "html"
-    assert (html / "index.html").is_file()
-    for page in ("book/intro.html", "book/how-to-run.html", "book/conventions.html"):
-        assert (html / page).is_file(), f"{page} was not rendered"
-    for chapter in CHAPTERS:
-        page = html / "notebooks" / f"{chapter.id}.html"
-        assert page.is_file(), f"{chapter.id} has no page"
-        executed = nbformat.read(chapter.executed_path, as_version=4)
-        n_figures = sum(
-            "image/png" in out.get("data", {})
-            for cell in executed.cells
-            for out in cell.get("outputs", [])
-        )
-        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page.read_text())
-        assert n_figures >= 1, f"{chapter.id} produced no figure"
-        assert len(images) >= n_figures, f"{chapter.id}: {n_figures} figures, {len(images)} shown"
-        for src in images:
-            assert (page.parent / src).resolve().is_file(), f"missing image {src}"
+def test_get_chapter_by_number_prefix():
+    if not (chapters.notebooks_dir() / "ch10-bayesian-oracle.md").is_file():
+        pytest.skip("notebooks/ch10-bayesian-oracle.md does not exist yet")
+    assert chapters.get_chapter("ch10").id == "ch10-bayesian-oracle"
+    assert chapters.get_chapter("ch10-bayesian-oracle").id == "ch10-bayesian-oracle"
+
+
+def test_find_chapters_in_a_temporary_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROBOOK_ROOT", str(tmp_path))
+    _write(tmp_path / "notebooks" / "ch02-b.md", _front_matter(GOOD_BLOCK))
+    _write(tmp_path / "notebooks" / "ch01-a.md", _front_matter(GOOD_BLOCK))
+    _write(tmp_path / "notebooks" / "notes.md", "# not a chapter\n")
+    assert [c.id for c in chapters.find_chapters()] == ["ch01-a", "ch02-b"]
+    assert chapters.get_chapter("ch02").id == "ch02-b"
+
+
+# --------------------------------------------------------------------------------------------
+# regressions: bugs found in review
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profiles_yaml", ["[smoke]", "{smoke: true}"])
+def test_chapter_budgets_must_be_a_mapping_of_numbers(tmp_path, profiles_yaml):
+    path = tmp_path / "ch99-bad.md"
+    path.write_text(f"---\nreprobook:\n  profiles: {profiles_yaml}\n---\n# x\n")
+    with pytest.raises(ValueError):
+        chapters.load_chapter(path)
+
+
+def test_chapter_src_packages_are_read_and_checked(tmp_path):
+    source = tmp_path / "ch98-x.md"
+    body = "---\nreprobook:\n  title: x\n  profiles: {smoke: 10}\n  src_packages: %s\n---\n"
+    source.write_text(body % "[gfn, rnn]")
+    assert chapters.load_chapter(source).src_packages == ("gfn", "rnn")
+    source.write_text(body % "gfn")
+    with pytest.raises(ValueError, match="src_packages"):
+        chapters.load_chapter(source)
+
+
+def test_every_chapter_declares_existing_src_packages():
+    package_root = Path(results.__file__).parent
+    for chapter in chapters.find_chapters():
+        assert chapter.src_packages, f"{chapter.id} should declare reprobook.src_packages"
+        for package in chapter.src_packages:
+            assert (package_root / package / "__init__.py").is_file(), (chapter.id, package)

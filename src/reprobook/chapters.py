@@ -2,9 +2,9 @@
 
 A chapter is ``notebooks/chNN-<slug>.md`` (MyST Markdown, Jupytext). Its front matter carries a
 ``reprobook`` block: ``title``, ``profiles`` (name -> time budget in seconds), ``metrics_keys``
-(the keys its ``metrics.json`` must hold) and ``src_packages`` (the ``reprobook`` subpackages it
-uses, e.g. ``[rnn]``: only changes there, or to the shared top-level modules, make its saved
-artefacts stale). The runner and the tests read only this block.
+(the keys its ``metrics.json`` must hold), ``package`` (the topic package whose ``study`` and
+``report`` modules it calls, e.g. ``safety``) and ``volatile_metrics`` (patterns of its timing
+metrics, which the behaviour fingerprint leaves out). The runner and the tests read this block.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Chapter:
     title: str
     profiles: dict[str, float] = field(default_factory=dict)
     metrics_keys: tuple[str, ...] = ()
-    src_packages: tuple[str, ...] | None = None  # None: every change under src/ counts
+    package: str | None = None  # reprobook.<package>.study / .report
+    volatile_metrics: tuple[str, ...] = ()  # fnmatch patterns of dotted metric paths
 
     @property
     def executed_path(self) -> Path:
@@ -86,18 +87,25 @@ def load_chapter(path: Path) -> Chapter:
     for name, budget in profiles.items():
         if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
             raise ValueError(f"{path}: budget of profile {name!r} must be a positive number")
-    packages = meta.get("src_packages")
-    if packages is not None and (
-        not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages)
-    ):
-        raise ValueError(f"{path}: 'reprobook.src_packages' must be a list of package names")
+    if "src_packages" in meta:
+        raise ValueError(
+            f"{path}: 'reprobook.src_packages' is no longer read (behaviour fingerprints decide "
+            "staleness); remove it"
+        )
+    package = meta.get("package")
+    if package is not None and not (isinstance(package, str) and package.isidentifier()):
+        raise ValueError(f"{path}: 'reprobook.package' must be a package name, e.g. safety")
+    volatile = meta.get("volatile_metrics") or []
+    if not isinstance(volatile, list) or not all(isinstance(p, str) and p for p in volatile):
+        raise ValueError(f"{path}: 'reprobook.volatile_metrics' must be a list of patterns")
     return Chapter(
         id=path.stem,
         source=path,
         title=str(meta.get("title", path.stem)),
         profiles={str(k): float(v) for k, v in profiles.items()},
         metrics_keys=tuple(meta.get("metrics_keys", ())),
-        src_packages=None if packages is None else tuple(packages),
+        package=package,
+        volatile_metrics=tuple(volatile),
     )
 
 

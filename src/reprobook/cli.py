@@ -1,4 +1,4 @@
-"""Command line: ``python -m reprobook run|run-all|list``."""
+"""Command line: ``python -m reprobook run|book|run-all|list|new``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 from reprobook.chapters import find_chapters, get_chapter
 from reprobook.results import load_results
-from reprobook.runner import ChapterRunError, last_runs, parse_value, run_chapter
+from reprobook.runner import ChapterRunError, last_runs, parse_value, prepare_book, run_chapter
+from reprobook.scaffold import new_chapter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,10 +23,80 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--budget", type=float, help="time budget of the whole run, in seconds")
     run.add_argument("--results-dir", type=Path, help="write artefacts here instead of results/")
+    book = sub.add_parser(
+        "book", help="write every chapter's page: the committed full run, else a smoke run"
+    )
+    book.add_argument("--profile", help="execute every chapter afresh in this profile instead")
     run_all = sub.add_parser("run-all", help="execute every chapter, one after another")
     run_all.add_argument("--profile", default="smoke")
+    new = sub.add_parser("new", help="create a chapter from notebooks/_template.md")
+    new.add_argument("chapter", help="chapter id, e.g. ch14-short-slug")
+    new.add_argument("title", help="the chapter's title (the paper's)")
+    new.add_argument("--part", required=True, help="the part's caption in _toc.yml")
+    new.add_argument("--package", required=True, help="topic package, e.g. cells")
     sub.add_parser("list", help="list chapters, their profiles and last runs")
+    _add_sweep_parser(sub)
     return parser
+
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="run one chapter over a grid of seeds and parameters, gather one table"
+    )
+    sweep.add_argument("chapter", help="chapter id, e.g. ch10-bayesian-oracle (or just ch10)")
+    sweep.add_argument(
+        "--seeds", type=int, nargs="+", metavar="SEED",
+        help="seeds to run (default: the notebook's own seed)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "-p", "--parameter", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"),
+        help="NAME VALUE [VALUE ...]: a parameter; several values make a grid axis (repeatable)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--executor", choices=("local", "slurm", "submitit-local"), default="local",
+        help="local: a process pool (default); slurm: one SLURM job array via submitit; "
+        "submitit-local: submitit's local executor",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--workers", type=int,
+        help="runs at once (local executors: default 1, as each run uses 2 torch threads; "
+        "slurm: array parallelism, default as the cluster allows)",
+    )  # fmt: skip
+    sweep.add_argument("--budget", type=float, help="time budget of each run, in seconds")
+    sweep.add_argument(
+        "--out", type=Path, help="sweep folder (default: _build/sweeps/<chapter>-<UTC time>)"
+    )
+    sweep.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's)")
+    sweep.add_argument(
+        "--timeout-min", type=int, help="SLURM time limit per run (default: from the budget)"
+    )
+    sweep.add_argument("--cpus-per-task", type=int, default=2, help="SLURM CPUs per run")
+    sweep.add_argument("--mem-gb", type=float, help="SLURM memory per run, in GB")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from reprobook import sweep
+
+    table = sweep.run_sweep(
+        get_chapter(args.chapter),
+        args.seeds,
+        sweep.parse_axes(args.parameter),
+        executor=args.executor,
+        workers=args.workers,
+        budget_s=args.budget,
+        folder=args.out,
+        slurm=sweep.SlurmOptions(
+            partition=args.slurm_partition,
+            timeout_min=args.timeout_min,
+            cpus_per_task=args.cpus_per_task,
+            mem_gb=args.mem_gb,
+        ),
+    )
+    failed = int((~table["ok"].astype(bool)).sum())
+    if failed:
+        print(f"error: {failed} of {len(table)} runs failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _list() -> None:
@@ -50,17 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             params = {name: parse_value(value) for name, value in args.parameter}
             run_chapter(get_chapter(args.chapter), params, args.budget, args.results_dir)
-        elif args.command == "run-all":
-            failed = []
-            for chapter in find_chapters():
-                try:
-                    run_chapter(chapter, {"profile": args.profile})
-                except ChapterRunError as err:
-                    print(err, file=sys.stderr)
-                    failed.append(chapter.id)
+        elif args.command == "new":
+            for path in new_chapter(args.chapter, args.title, args.part, args.package):
+                print(f"created {path}")
+        elif args.command in ("book", "run-all"):
+            failed = prepare_book(args.profile)
             if failed:
                 print(f"error: chapters failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
+        elif args.command == "sweep":
+            return _sweep(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from reprobook.chapters import CHAPTER_PATTERN, find_chapters, repo_root
+from reprobook.chapters import CHAPTER_PATTERN, repo_root
 from reprobook.runtime import describe_device
 
 TRACKED_PACKAGES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "papermill", "jupytext")
@@ -59,6 +59,11 @@ def git_state() -> dict[str, Any]:
         "git_sha": sha.strip() if sha else None,
         "git_dirty": bool(dirty.strip()) if dirty is not None else None,
     }
+
+
+def imported_modules() -> list[str]:
+    """The ``reprobook`` modules this process has imported: what the run's results depend on."""
+    return sorted(m for m in sys.modules if m == "reprobook" or m.startswith("reprobook."))
 
 
 def package_versions() -> dict[str, str]:
@@ -114,6 +119,10 @@ class Run:
     started: float = field(default_factory=time.time)
     git: dict[str, Any] = field(default_factory=git_state)  # the code as it was when the run began
 
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.time() - self.started
+
     @property
     def out_dir(self) -> Path:
         return self.root / self.chapter / self.profile
@@ -139,6 +148,7 @@ class Run:
             "command": os.environ.get("REPROBOOK_COMMAND", f"interactive ({sys.argv[0]})"),
             **self.git,
             "versions": package_versions(),
+            "reprobook_modules": imported_modules(),
             "device": describe_device(self.device),
             "started_utc": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds"),
             "finished_utc": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),
@@ -203,47 +213,16 @@ class LoadedResults:
         return self.status != "missing"
 
 
-def _src_changed_since(sha: str) -> list[str] | None:
-    if _git("cat-file", "-e", f"{sha}^{{commit}}") is None:
-        return None
-    committed = _git("diff", "--name-only", sha, "HEAD", "--", "src")
-    uncommitted = _git("status", "--porcelain", "--", "src")
-    if committed is None or uncommitted is None:
-        return None
-    changed = set(committed.split()) | {ln[3:] for ln in uncommitted.splitlines() if ln.strip()}
-    return sorted(c for c in changed if c)
+def load_results(chapter: str, profile: str = "full", root: Path | None = None) -> LoadedResults:
+    """Read ``results/<chapter>/<profile>/`` and say whether it is current.
 
-
-def affects(path: str, packages: tuple[str, ...] | None) -> bool:
-    """Whether a changed file under ``src/`` can change a chapter that uses ``packages``.
-
-    Top-level modules (``src/reprobook/results.py``) are shared and always count; a file in a
-    subpackage (``src/reprobook/gfn/grid.py``) counts only for chapters that use it. With
-    ``packages=None`` every file counts.
+    Current means the behaviour fingerprint written by the full run still matches the notebook's
+    code cells and the pinned requirements; the smoke test also compares the smoke metrics (see
+    ``reprobook.fingerprint``). Artefacts without a fingerprint are 'stale'.
     """
-    parts = Path(path).parts
-    if packages is None or parts[:2] != ("src", "reprobook") or len(parts) <= 3:
-        return True
-    return parts[2] in packages
+    from reprobook import fingerprint
+    from reprobook.chapters import get_chapter
 
-
-def declared_packages(chapter: str) -> tuple[str, ...] | None:
-    """The ``src_packages`` a chapter declares in its front matter (None if unknown)."""
-    found = [c for c in find_chapters() if c.id == chapter]
-    return found[0].src_packages if found else None
-
-
-def load_results(
-    chapter: str,
-    profile: str = "full",
-    root: Path | None = None,
-    packages: tuple[str, ...] | None = None,
-) -> LoadedResults:
-    """Read ``results/<chapter>/<profile>/`` and judge whether it is current.
-
-    Current means no file of ``src/`` that the chapter uses changed since the run's commit;
-    ``packages`` defaults to the chapter's declared ``src_packages`` (see ``affects``).
-    """
     path = (root or committed_results_root()) / chapter / profile
     metrics_file, prov_file = path / "metrics.json", path / "provenance.json"
     if not metrics_file.is_file() or not prov_file.is_file():
@@ -259,19 +238,13 @@ def load_results(
     made = f"made {provenance.get('finished_utc', '?')} at commit {str(sha)[:10]}"
     if provenance.get("git_dirty"):
         made += " (with uncommitted edits)"
-    changed = _src_changed_since(sha) if sha else None
-    if changed:
-        packages = declared_packages(chapter) if packages is None else packages
-        changed = [c for c in changed if affects(c, packages)]
-    if changed is None:
-        status, message = "ok", f"Artefacts {made}; could not compare with src/ (no git history)."
-    elif changed:
-        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
-        status = "stale"
-        message = (
-            f"Artefacts {made}; library code it uses has changed since ({shown}): they may be "
-            "out of date."
-        )
-    else:
-        status, message = "ok", f"Artefacts {made}; the library code it uses is unchanged since."
-    return LoadedResults(path, status, message, metrics, provenance)
+    print_ = fingerprint.load(chapter, root) if profile == "full" else None
+    if print_ is None:
+        return LoadedResults(
+            path, "stale", f"Artefacts {made}; no behaviour fingerprint beside them, so nothing "
+            "shows that they match the code.", metrics, provenance,
+        )  # fmt: skip
+    verdict = fingerprint.check(get_chapter(chapter), print_)
+    status = "ok" if verdict.current else "stale"
+    detail = "; ".join(verdict.problems()) or "code cells and requirements unchanged since"
+    return LoadedResults(path, status, f"Artefacts {made}; {detail}.", metrics, provenance)

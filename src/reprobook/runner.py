@@ -2,7 +2,9 @@
 
 Papermill's own timeout applies per cell; here the whole run (papermill and its kernel) is killed
 once it exceeds the chapter's budget. The executed notebook is written where the book renders it
-(``notebooks/<chapter>.ipynb``); a failing run leaves it there with the traceback.
+(``notebooks/<chapter>.ipynb``); a failing run leaves it there with the traceback. A full run also
+keeps its executed notebook beside its artefacts and writes the behaviour fingerprint
+(``reprobook.fingerprint``) from a smoke run at the same commit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ import nbformat
 import psutil
 import yaml
 
+from reprobook import fingerprint, publish
 from reprobook.chapters import Chapter, repo_root
 
 KERNEL = "python3"
@@ -260,6 +264,53 @@ def run_chapter(
             f"{chapter.id} failed: {reason} after {wall:.1f} s. "
             f"Executed notebook with the traceback: {output}\n{tail}"
         )
+    publish.finish_executed(output, profile)
+    if profile == "full":
+        _keep_full_run(chapter, output, results_dir, quiet)
     if not quiet:
         print(f"[reprobook] {chapter.id} done in {wall:.1f} s -> {output}", flush=True)
     return record
+
+
+def _keep_full_run(chapter: Chapter, executed: Path, results_dir: Path | None, quiet: bool) -> None:
+    """After a full run: keep its executed notebook, then run smoke at the same commit and write
+    the behaviour fingerprint beside the artefacts."""
+    from reprobook.results import committed_results_root, git_state
+
+    root = Path(results_dir).resolve() if results_dir is not None else committed_results_root()
+    publish.save_artefact_notebook(executed, publish.artefact_notebook_path(chapter.id, root))
+    work = repo_root() / "_build" / ".run" / f"{chapter.id}.fingerprint"
+    shutil.rmtree(work, ignore_errors=True)
+    if not quiet:
+        print(f"[reprobook] {chapter.id}: smoke run for the behaviour fingerprint", flush=True)
+    run_chapter(
+        chapter, {"profile": "smoke"}, results_dir=work, output=work / "smoke.ipynb", quiet=True
+    )
+    smoke = json.loads((work / chapter.id / "smoke" / "metrics.json").read_text())
+    sha = git_state()["git_sha"]
+    fingerprint.write(fingerprint.make(chapter, smoke, sha), fingerprint.path_for(chapter.id, root))
+
+
+def prepare_book(profile: str | None = None, quiet: bool = False) -> list[str]:
+    """Write ``notebooks/<chapter>.ipynb`` for every chapter, for the book to render.
+
+    With no ``profile``, a chapter with a full-run notebook is rendered from it (today's prose,
+    the full run's outputs) and any other chapter is executed in ``smoke`` under a banner. With a
+    ``profile``, every chapter is executed afresh in it. Returns the chapters that failed.
+    """
+    from reprobook.chapters import find_chapters
+
+    failed = []
+    for chapter in find_chapters():
+        merged = None if profile else publish.book_notebook(chapter)
+        if merged is not None:
+            nbformat.write(merged, chapter.executed_path)
+            if not quiet:
+                print(f"[reprobook] {chapter.id}: the committed full run", flush=True)
+            continue
+        try:
+            run_chapter(chapter, {"profile": profile or "smoke"}, quiet=quiet)
+        except ChapterRunError as err:
+            print(err, file=sys.stderr)
+            failed.append(chapter.id)
+    return failed

@@ -1,0 +1,239 @@
+"""Behaviour fingerprints: whether committed full-run artefacts still match the code.
+
+A full run also runs the smoke profile at the same commit and writes
+``results/<chapter>/full/fingerprint.json``: the smoke metrics (minus timing and throughput keys,
+which vary from run to run), a hash of the notebook's code cells and a hash of the pinned
+requirements. The smoke test that ``make test`` runs recomputes all three; the artefacts are
+*current* when they match. A refactor that leaves every smoke metric unchanged costs no re-run,
+and a change that moves a metric fails with the list of metrics that moved and by how much.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jupytext
+
+from reprobook.chapters import Chapter, repo_root
+
+FINGERPRINT_VERSION = 1
+FILE_NAME = "fingerprint.json"
+RTOL = 1e-6
+REQUIREMENT_FILES = ("requirements.txt", "constraints.txt")
+# Timing and throughput keys of any chapter (dotted paths, fnmatch patterns); a chapter adds its
+# own in its front matter (``reprobook.volatile_metrics``).
+VOLATILE_DEFAULT = (
+    "*throughput*",
+    "*seconds*",
+    "*wall_time*",
+    "*_s",
+    "*_ms",
+    "*ms_per_*",
+    "*_ms_*",
+    "*latency*",
+    "*timing*",
+)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def code_cells_hash(chapter: Chapter) -> str:
+    """Hash of the chapter's code cells as the source notebook has them (prose is free to edit)."""
+    cells = jupytext.read(chapter.source).cells
+    code = [c.source.rstrip() for c in cells if c.cell_type == "code"]
+    return _sha256("\n\x1e\n".join(code))
+
+
+def requirements_hash(root: Path | None = None) -> str:
+    """Hash of the pinned environment (``requirements.txt`` and ``constraints.txt``)."""
+    root = root or repo_root()
+    return _sha256("".join((root / name).read_text() for name in REQUIREMENT_FILES))
+
+
+def volatile_patterns(chapter: Chapter) -> tuple[str, ...]:
+    return VOLATILE_DEFAULT + tuple(chapter.volatile_metrics)
+
+
+def flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Leaves of nested dicts and lists as ``(dotted.path, value)``; list items by index."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from flatten(value, f"{prefix}.{i}" if prefix else str(i))
+    else:
+        yield prefix, obj
+
+
+def is_volatile(path: str, patterns: Sequence[str]) -> bool:
+    """Whether a dotted metric path names a timing or throughput value (any of its segments)."""
+    parts = path.split(".")
+    prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatchcase(p, pat) for pat in patterns for p in (*prefixes, *parts))
+
+
+def stable_metrics(metrics: dict, patterns: Sequence[str]) -> dict[str, Any]:
+    """The metrics that a fingerprint compares: every leaf that is not volatile, flattened."""
+    return {k: v for k, v in flatten(metrics) if not is_volatile(k, patterns)}
+
+
+@dataclass(frozen=True)
+class Moved:
+    """One metric that differs between the fingerprint and a new smoke run."""
+
+    path: str
+    before: Any
+    after: Any
+
+    def describe(self) -> str:
+        if self.before is _MISSING:
+            return f"{self.path}: new metric ({self.after!r})"
+        if self.after is _MISSING:
+            return f"{self.path}: gone (was {self.before!r})"
+        numbers = all(
+            isinstance(v, int | float) and not isinstance(v, bool)
+            for v in (self.before, self.after)
+        )
+        if numbers:
+            delta = self.after - self.before
+            rel = abs(delta) / max(abs(self.before), 1e-300)
+            return (
+                f"{self.path}: {self.before!r} -> {self.after!r} (by {delta:+.3g}, rel {rel:.2g})"
+            )
+        return f"{self.path}: {self.before!r} -> {self.after!r}"
+
+
+_MISSING = object()
+
+
+def _close(a: Any, b: Any, rtol: float) -> bool:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    if numbers:
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=0.0) or a == b
+    return a == b and type(a) is type(b)
+
+
+def moved_metrics(before: dict, after: dict, rtol: float = RTOL) -> list[Moved]:
+    """Metrics (flattened, as ``stable_metrics`` gives them) that differ beyond ``rtol``."""
+    moved = []
+    for path in sorted(set(before) | set(after)):
+        a, b = before.get(path, _MISSING), after.get(path, _MISSING)
+        if a is _MISSING or b is _MISSING or not _close(a, b, rtol):
+            moved.append(Moved(path, a, b))
+    return moved
+
+
+def make(chapter: Chapter, smoke_metrics: dict, git_sha: str | None, note: str = "") -> dict:
+    """The fingerprint of a full run whose smoke run at the same commit gave ``smoke_metrics``."""
+    patterns = volatile_patterns(chapter)
+    return {
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "chapter": chapter.id,
+        "git_sha": git_sha,
+        "rtol": RTOL,
+        "volatile": list(patterns),
+        "code_cells_sha256": code_cells_hash(chapter),
+        "requirements_sha256": requirements_hash(),
+        "note": note,
+        "smoke_metrics": stable_metrics(smoke_metrics, patterns),
+    }
+
+
+def path_for(chapter_id: str, root: Path | None = None) -> Path:
+    from reprobook.results import committed_results_root
+
+    return (root or committed_results_root()) / chapter_id / "full" / FILE_NAME
+
+
+def write(fingerprint: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(fingerprint, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load(chapter_id: str, root: Path | None = None) -> dict | None:
+    """The committed fingerprint of a chapter's full run, or None if there is none."""
+    path = path_for(chapter_id, root)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("fingerprint_version") != FINGERPRINT_VERSION:
+        raise ValueError(
+            f"{path}: fingerprint_version {data.get('fingerprint_version')!r} is not "
+            f"{FINGERPRINT_VERSION}; re-make the full run"
+        )
+    return data
+
+
+@dataclass
+class Check:
+    """The outcome of comparing a fingerprint with the code and, optionally, a new smoke run."""
+
+    chapter: str
+    code_changed: bool
+    requirements_changed: bool
+    moved: list[Moved]
+    compared_metrics: bool
+
+    @property
+    def current(self) -> bool:
+        return not (self.code_changed or self.requirements_changed or self.moved)
+
+    def problems(self, limit: int = 25) -> list[str]:
+        out = []
+        if self.code_changed:
+            out.append("the notebook's code cells changed since the full run")
+        if self.requirements_changed:
+            out.append("requirements.txt or constraints.txt changed since the full run")
+        if self.moved:
+            shown = [m.describe() for m in self.moved[:limit]]
+            more = len(self.moved) - limit
+            out.append(
+                f"{len(self.moved)} smoke metric(s) moved: " + "; ".join(shown)
+                + (f"; ... and {more} more" if more > 0 else "")
+            )  # fmt: skip
+        return out
+
+    def message(self) -> str:
+        if self.current:
+            what = (
+                "smoke metrics, code cells and requirements"
+                if self.compared_metrics
+                else ("code cells and requirements (smoke metrics not re-run here)")
+            )
+            return f"{self.chapter}: full-run artefacts are current ({what} match)."
+        return (
+            f"{self.chapter}: full-run artefacts are stale: " + "; ".join(self.problems())
+            + f". Re-make them: make run CH={self.chapter} PARAMS='-p profile full'"
+        )  # fmt: skip
+
+
+def check(chapter: Chapter, fingerprint: dict, smoke_metrics: dict | None = None) -> Check:
+    """Compare a committed fingerprint with the code now (and a fresh smoke run, if given)."""
+    moved: list[Moved] = []
+    if smoke_metrics is not None:
+        patterns = (*volatile_patterns(chapter), *fingerprint.get("volatile", ()))
+        moved = moved_metrics(
+            {k: v for k, v in fingerprint["smoke_metrics"].items() if not is_volatile(k, patterns)},
+            stable_metrics(smoke_metrics, patterns),
+            float(fingerprint.get("rtol", RTOL)),
+        )
+    return Check(
+        chapter=chapter.id,
+        code_changed=fingerprint["code_cells_sha256"] != code_cells_hash(chapter),
+        requirements_changed=fingerprint["requirements_sha256"] != requirements_hash(),
+        moved=moved,
+        compared_metrics=smoke_metrics is not None,
+    )
