@@ -22,6 +22,7 @@ class SmokeRun:
     chapter: Chapter
     results_dir: Path
     wall_s: float
+    notebook: Path
     error: str = ""
 
 
@@ -63,24 +64,26 @@ def smoke_results_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def run_smoke(smoke_results_dir):
     """Run a chapter in the smoke profile (once per session), writing the executed notebook
-    where the book renders it and its artefacts into a temporary results folder."""
+    and its artefacts into a temporary folder (the book test decides what to render)."""
 
     def _run(chapter: Chapter) -> SmokeRun:
         if chapter.id not in _SMOKE_RUNS:
             start = time.monotonic()
             error = ""
+            notebook = smoke_results_dir / f"{chapter.id}.ipynb"
             try:
                 run_chapter(
                     chapter,
                     {"profile": "smoke"},
                     budget_s=SMOKE_HARD_CAP_S,
                     results_dir=smoke_results_dir,
+                    output=notebook,
                     quiet=True,
                 )
             except ChapterRunError as err:
                 error = str(err)
             _SMOKE_RUNS[chapter.id] = SmokeRun(
-                chapter, smoke_results_dir, time.monotonic() - start, error
+                chapter, smoke_results_dir, time.monotonic() - start, notebook, error
             )
         return _SMOKE_RUNS[chapter.id]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import importlib
 import json
 import math
 import re
@@ -14,8 +16,15 @@ import jupytext
 import nbformat
 import pytest
 
+from reprobook import fingerprint, prose, publish, report
 from reprobook.chapters import find_chapters, repo_root
-from reprobook.runner import ChapterRunError, parameter_defaults, read_notebook, run_chapter
+from reprobook.runner import (
+    ChapterRunError,
+    parameter_defaults,
+    prepare_book,
+    read_notebook,
+    run_chapter,
+)
 
 CHAPTERS = find_chapters()
 IDS = [c.id for c in CHAPTERS]
@@ -48,12 +57,37 @@ def test_chapter_declaration(chapter):
     defaults = parameter_defaults(nb)
     assert defaults.get("profile") == "smoke" and isinstance(defaults.get("seed"), int)
     text = chapter.source.read_text()
-    for heading in ("## Method", "## Result vs paper", "## Limits and deviations",
-                    "## How to reproduce", "## References"):  # fmt: skip
+    for heading in ("At a glance", "## Method", "## Result vs paper", "## Limits and deviations",
+                    "## Takeaways", "## How to reproduce", "## References"):  # fmt: skip
         assert heading in text, f"{chapter.id} lacks the section {heading!r}"
+    for key in ("glance_claim", "glance_verdict", "glance_key", "glance_run"):
+        assert f"{{glue:md}}`{key}`" in text, f"{chapter.id}: the At a glance box lacks {key}"
     assert (ROOT / "results" / chapter.id / "anchors.yaml").is_file(), "anchors.yaml missing"
     for cell in jupytext.read(chapter.source).cells:
         assert not cell.get("outputs"), "the MyST source must not hold outputs"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_chapter_package_follows_the_protocols(chapter):
+    """Every chapter's topic package has ``study`` and ``report`` with the shared names."""
+    study = importlib.import_module(f"reprobook.{chapter.package}.study")
+    chapter_report = importlib.import_module(f"reprobook.{chapter.package}.report")
+    assert report.protocol_gaps(study, report.ChapterStudy) == []
+    assert report.protocol_gaps(chapter_report, report.ChapterReport) == []
+    assert set(chapter_report.HEADLINE_CLAIMS) <= set(chapter_report.CLAIMS)
+    anchors = (ROOT / "results" / chapter.id / "anchors.yaml").read_text()
+    assert f"id: {chapter_report.KEY_ANCHOR}" in anchors, "KEY_ANCHOR is not in anchors.yaml"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_no_number_typed_into_the_prose(chapter):
+    """Numbers the prose discusses are glued from the artefacts; paper numbers come from
+    anchors.yaml. Math, code, years, arXiv ids and versions are fine; a chapter lists any other
+    literal it means in its front matter (reprobook.typed_numbers)."""
+    cells = jupytext.read(chapter.source).cells
+    markdown = "\n\n".join(c.source for c in cells if c.cell_type == "markdown")
+    typed = prose.typed_numbers(markdown, chapter.typed_numbers)
+    assert not typed, f"{chapter.id}: numbers typed into the prose (glue them): {typed}"
 
 
 def test_no_committed_ipynb():
@@ -82,6 +116,28 @@ def test_chapter_smoke_run(chapter, run_smoke):
     assert "reprobook run " + chapter.id in provenance["command"]
 
 
+@pytest.mark.smoke
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_full_artefacts_match_the_code(chapter, run_smoke):
+    """The behaviour fingerprint: the committed full run is current when this smoke run's
+    metrics, the code cells and the pinned requirements match the ones it recorded."""
+    full = ROOT / "results" / chapter.id / "full"
+    if not (full / "metrics.json").is_file():
+        pytest.skip(f"{chapter.id} has no full artefacts yet (the book shows a smoke run)")
+    committed = fingerprint.load(chapter.id)
+    assert committed is not None, (
+        f"{chapter.id}: full artefacts have no fingerprint.json; re-make them with "
+        f"make run CH={chapter.id} PARAMS='-p profile full'"
+    )
+    run = run_smoke(chapter)
+    assert not run.error, run.error
+    smoke = json.loads((run.results_dir / chapter.id / "smoke" / "metrics.json").read_text())
+    verdict = fingerprint.check(chapter, committed, smoke)
+    assert verdict.current, verdict.message()
+    notebook = publish.artefact_notebook_path(chapter.id)
+    assert notebook.is_file(), f"{chapter.id}: the full run's executed notebook is missing"
+
+
 def test_bad_profile_fails_at_once():
     start = subprocess.run(
         [sys.executable, "-m", "reprobook", "run", CHAPTERS[0].id, "-p", "profile", "nope"],
@@ -106,11 +162,24 @@ def test_interrupted_run_keeps_previous_results(tmp_path):
     assert "exceeded its time budget" in output.read_text()
 
 
+def _page_text(page: Path) -> str:
+    """The visible text of a built page (tags, scripts and styles removed)."""
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", page.read_text(), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
 @pytest.mark.book
 def test_book_builds_with_every_chapter(run_smoke):
-    """jupyter-book -W renders every chapter's executed notebook, figures included."""
+    """jupyter-book -W renders every chapter: its committed full run when it has one (and then
+    nothing of a smoke run shows), else a smoke run under a banner; figures included."""
+    with_full = {c.id for c in CHAPTERS if publish.artefact_notebook_path(c.id).is_file()}
+    smoke = {}
     for chapter in CHAPTERS:
-        assert not run_smoke(chapter).error, f"{chapter.id} did not execute"
+        if chapter.id not in with_full:
+            run = run_smoke(chapter)
+            assert not run.error, f"{chapter.id} did not execute"
+            smoke[chapter.id] = run.notebook
+    assert prepare_book(None, quiet=True, smoke_notebooks=smoke) == []
     jb = Path(sys.executable).with_name("jupyter-book")
     shutil.rmtree(ROOT / "_build" / "html", ignore_errors=True)
     build = subprocess.run(
@@ -118,12 +187,12 @@ def test_book_builds_with_every_chapter(run_smoke):
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    html = ROOT / "_build" / "html"
-    assert (html / "index.html").is_file()
+    site = ROOT / "_build" / "html"
+    assert (site / "index.html").is_file()
     for page in ("book/intro.html", "book/how-to-run.html", "book/conventions.html"):
-        assert (html / page).is_file(), f"{page} was not rendered"
+        assert (site / page).is_file(), f"{page} was not rendered"
     for chapter in CHAPTERS:
-        page = html / "notebooks" / f"{chapter.id}.html"
+        page = site / "notebooks" / f"{chapter.id}.html"
         assert page.is_file(), f"{chapter.id} has no page"
         executed = nbformat.read(chapter.executed_path, as_version=4)
         n_figures = sum(
@@ -136,3 +205,13 @@ def test_book_builds_with_every_chapter(run_smoke):
         assert len(images) >= n_figures, f"{chapter.id}: {n_figures} figures, {len(images)} shown"
         for src in images:
             assert (page.parent / src).resolve().is_file(), f"missing image {src}"
+        text = _page_text(page)
+        assert "At a glance" in text and "Verdict here." in text, f"{chapter.id}: no At a glance"
+        if chapter.id in with_full:
+            ran = executed.metadata.get("papermill", {}).get("parameters", {})
+            assert ran.get("profile") == "full", f"{chapter.id}: the page is not the full run"
+            for sign in ('profile = "smoke"', "smoke (this page)", "/tmp/", "pytest-",
+                         "numbers are not the experiment"):  # fmt: skip
+                assert sign not in text, f"{chapter.id}: the full-run page shows {sign!r}"
+        else:
+            assert "numbers are not the experiment" in text, f"{chapter.id}: no smoke banner"

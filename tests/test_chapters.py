@@ -103,19 +103,25 @@ def test_chapter_budgets_must_be_a_mapping_of_numbers(tmp_path, profiles_yaml):
         chapters.load_chapter(path)
 
 
-def test_chapter_src_packages_are_read_and_checked(tmp_path):
+def test_chapter_package_and_volatile_metrics_are_read_and_checked(tmp_path):
     source = tmp_path / "ch98-x.md"
-    body = "---\nreprobook:\n  title: x\n  profiles: {smoke: 10}\n  src_packages: %s\n---\n"
-    source.write_text(body % "[gfn, rnn]")
-    assert chapters.load_chapter(source).src_packages == ("gfn", "rnn")
-    source.write_text(body % "gfn")
-    with pytest.raises(ValueError, match="src_packages"):
+    body = "---\nreprobook:\n  title: x\n  profiles: {smoke: 10}\n%s---\n"
+    source.write_text(body % "  package: gfn\n  volatile_metrics: ['speed*']\n")
+    chapter = chapters.load_chapter(source)
+    assert chapter.package == "gfn" and chapter.volatile_metrics == ("speed*",)
+    source.write_text(body % "  package: [gfn]\n")
+    with pytest.raises(ValueError, match="package"):
+        chapters.load_chapter(source)
+    source.write_text(body % "  volatile_metrics: speed\n")
+    with pytest.raises(ValueError, match="volatile_metrics"):
+        chapters.load_chapter(source)
+    source.write_text(body % "  src_packages: [gfn]\n")
+    with pytest.raises(ValueError, match="no longer read"):
         chapters.load_chapter(source)
 
 
-def test_every_chapter_declares_existing_src_packages():
+def test_every_chapter_declares_an_existing_package():
     package_root = Path(results.__file__).parent
     for chapter in chapters.find_chapters():
-        assert chapter.src_packages, f"{chapter.id} should declare reprobook.src_packages"
-        for package in chapter.src_packages:
-            assert (package_root / package / "__init__.py").is_file(), (chapter.id, package)
+        assert chapter.package, f"{chapter.id} should declare reprobook.package"
+        assert (package_root / chapter.package / "__init__.py").is_file(), chapter.id

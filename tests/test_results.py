@@ -221,19 +221,19 @@ def test_load_results_at_the_current_commit(results_dir):
     assert loaded.provenance["git_sha"] == head
 
 
-def test_load_results_at_an_unknown_commit(results_dir):
+def test_load_results_without_a_fingerprint_is_stale(results_dir):
     _saved(results_dir, "0" * 40)
     loaded = results.load_results(CH, "full", root=results_dir)
-    assert loaded.status == "ok"
-    assert "could not compare" in loaded.message
+    assert loaded.status == "stale"
+    assert "no behaviour fingerprint" in loaded.message
     assert loaded.metrics == {"score": 0.25}
 
 
-def test_load_results_without_a_commit(results_dir):
-    _saved(results_dir, None)
-    loaded = results.load_results(CH, "full", root=results_dir)
-    assert loaded.status == "ok"
-    assert "could not compare" in loaded.message
+def test_provenance_records_the_reprobook_modules_the_run_imported(results_dir):
+    out = results.start_run(CH, "full", {"seed": 0}).save({"score": 0.25})
+    modules = json.loads((out / "provenance.json").read_text())["reprobook_modules"]
+    assert "reprobook.results" in modules and modules == sorted(modules)
+    assert all(m == "reprobook" or m.startswith("reprobook.") for m in modules)
 
 
 def test_git_state_keys():
@@ -246,31 +246,3 @@ def test_git_state_keys():
 # --------------------------------------------------------------------------------------------
 # regressions: bugs found in review
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("path", "packages", "expected"),
-    [
-        ("src/reprobook/results.py", ("gfn",), True),  # shared top-level module: always counts
-        ("src/reprobook/gfn/grid.py", ("gfn",), True),
-        ("src/reprobook/gfn/grid.py", ("rnn",), False),  # another chapter's package
-        ("src/reprobook/rnn/cells.py", ("rnn", "gfn"), True),
-        ("src/reprobook/gfn/grid.py", None, True),  # nothing declared: every change counts
-        ("src/other.py", ("rnn",), True),
-    ],
-)
-def test_affects_scopes_changes_to_the_packages_a_chapter_uses(path, packages, expected):
-    assert results.affects(path, packages) is expected
-
-
-def test_load_results_ignores_changes_in_packages_the_chapter_does_not_use(
-    results_dir, monkeypatch
-):
-    _saved(results_dir, "a" * 40)
-    monkeypatch.setattr(results, "_src_changed_since", lambda sha: ["src/reprobook/gfn/grid.py"])
-    other = results.load_results(CH, "full", root=results_dir, packages=("rnn",))
-    assert other.status == "ok" and "unchanged" in other.message
-    own = results.load_results(CH, "full", root=results_dir, packages=("gfn",))
-    assert own.status == "stale" and "src/reprobook/gfn/grid.py" in own.message
-    undeclared = results.load_results(CH, "full", root=results_dir)  # CH declares nothing
-    assert undeclared.status == "stale"

@@ -24,9 +24,10 @@ import pytest
 import torch
 import yaml
 
-from reprobook import anchors
+from reprobook import anchors, report
 from reprobook.chapters import load_chapter
 from reprobook.safety import plots, study
+from reprobook.safety import report as chapter
 from reprobook.safety.bandit import (
     BanditSpec,
     HarmTables,
@@ -413,6 +414,7 @@ def make_metrics():
         ],
     }
     return {
+        "metrics_version": chapter.METRICS_VERSION,
         "guarded": grid,
         "overestimation": overestimation,
         "n_episodes": 1000,
@@ -438,14 +440,14 @@ ALL_TRUE = {
 
 
 def _flipped(metrics):
-    claims = study.check_claims(metrics)
+    claims = chapter.check_claims(metrics)
     assert set(claims) == set(ALL_TRUE)
     assert all(isinstance(v, bool) for v in claims.values())
     return {k for k, v in claims.items() if v != ALL_TRUE[k]}
 
 
 def test_check_claims_all_hold_on_the_baseline():
-    assert study.check_claims(make_metrics()) == ALL_TRUE
+    assert chapter.check_claims(make_metrics()) == ALL_TRUE
 
 
 @pytest.mark.parametrize(
@@ -499,7 +501,7 @@ def test_check_claims_non_iid_deaths_rise_with_alpha():
 def test_check_claims_deaths_fall_with_c_needs_several_cs():
     metrics = make_metrics()
     del metrics["guarded"]["C=0.1"]
-    claims = study.check_claims(metrics)
+    claims = chapter.check_claims(metrics)
     assert "deaths_fall_with_c" not in claims
     assert set(claims) == set(ALL_TRUE) - {"deaths_fall_with_c", "alpha_free_tradeoff"}
 
@@ -534,7 +536,7 @@ def test_check_claims_wrong_prior_breaks_bound():
 
 def test_miniature_findings_cover_the_chapters_anchors():
     chapter_anchors = anchors.load_anchors("ch10-bayesian-oracle")
-    findings = study.miniature_findings(make_metrics())
+    findings = chapter.miniature_findings(make_metrics())
     assert set(findings) == set(chapter_anchors)
     assert all(isinstance(v, str) and v for v in findings.values())
     table = anchors.comparison_table(chapter_anchors, findings)
@@ -550,18 +552,18 @@ def test_miniature_findings_cover_the_chapters_anchors():
 
 
 def test_per_episode_note_without_more_deaths():
-    note = study.per_episode_note(make_metrics())
+    note = chapter.per_episode_note(make_metrics())
     assert "At no C does the cheating guardrail have significantly more deaths" in note
     assert "*more*" not in note
     metrics = make_metrics()
     metrics["guarded"]["C=0.1"]["cheating"]["deaths"] = 0.215  # above, but within the bars
-    assert study.per_episode_note(metrics) == note
+    assert chapter.per_episode_note(metrics) == note
 
 
 def test_per_episode_note_names_the_c_where_cheating_dies_more():
     metrics = make_metrics()
     metrics["guarded"]["C=0.1"]["cheating"]["deaths"] = 0.3
-    note = study.per_episode_note(metrics)
+    note = chapter.per_episode_note(metrics)
     assert "*more* deaths" in note
     assert "At no C" not in note
     assert "At C = 0.1," in note
@@ -575,12 +577,12 @@ def test_tie_break_note_names_the_largest_gap():
     other = metrics["guarded_other_ties"]["grid"]
     other["C=0.01"]["non-iid"]["1"]["deaths"] = 0.4  # random 0.2: gap 0.2
     other["C=0.1"]["non-iid"]["0.001"]["deaths"] = 0.25  # random 0.2: gap 0.05
-    note = study.tie_break_note(metrics)
+    note = chapter.tie_break_note(metrics)
     assert "C = 0.01, alpha = 1:" in note
     assert "20.0 % of episodes with random" in note
     assert "40.0 % with index" in note
     other["C=0.1"]["non-iid"]["0.001"]["deaths"] = 0.5  # gap 0.3
-    note = study.tie_break_note(metrics)
+    note = chapter.tie_break_note(metrics)
     assert "C = 0.1, alpha = 0.001:" in note
     assert "50.0 % with index" in note
 
@@ -767,6 +769,24 @@ def test_resolve_config_profiles_and_checks():
 
 def test_can_read_refuses_metrics_of_an_older_schema():
     metrics = make_metrics()
-    assert study.can_read(metrics)
-    del metrics["overestimation"]["correct"][0]["truth_kept_se"]
-    assert not study.can_read(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
+    assert report.can_read(chapter, metrics)
+    del metrics["metrics_version"]
+    assert not report.can_read(chapter, metrics)
+
+
+def test_report_module_follows_the_protocols():
+    assert report.protocol_gaps(chapter, report.ChapterReport) == []
+    assert report.protocol_gaps(study, report.ChapterStudy) == []
+    assert set(chapter.HEADLINE_CLAIMS) <= set(chapter.CLAIMS)
+    assert set(chapter.check_claims(make_metrics())) <= set(chapter.CLAIMS)
+
+
+def test_key_number_and_prose_numbers_on_the_hand_case():
+    metrics = make_metrics()
+    assert chapter.key_number(metrics).startswith("τ_true kept in M_α at every step")
+    assert "1 of 1 α" in chapter.key_number(metrics)
+    numbers = chapter.prose_numbers(metrics)
+    assert numbers["n_episodes"] == "1,000" and numbers["n_seeds"] == "2"
+    assert numbers["smallest_alpha"] == "1e-05" and numbers["low_c"] == "0.01"
+    assert all(isinstance(v, str) and v for v in numbers.values())

@@ -4,7 +4,8 @@ A chapter is ``notebooks/chNN-<slug>.md`` (MyST Markdown, Jupytext). Its front m
 ``reprobook`` block: ``title``, ``profiles`` (name -> time budget in seconds), ``metrics_keys``
 (the keys its ``metrics.json`` must hold), ``package`` (the topic package whose ``study`` and
 ``report`` modules it calls, e.g. ``safety``) and ``volatile_metrics`` (patterns of its timing
-metrics, which the behaviour fingerprint leaves out). The runner and the tests read this block.
+metrics, which the behaviour fingerprint leaves out) and ``typed_numbers`` (literals its prose
+may type, such as a setting in words). The runner and the tests read this block.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Chapter:
     metrics_keys: tuple[str, ...] = ()
     package: str | None = None  # reprobook.<package>.study / .report
     volatile_metrics: tuple[str, ...] = ()  # fnmatch patterns of dotted metric paths
+    typed_numbers: tuple[str, ...] = ()  # literals the prose may type (settings in words)
 
     @property
     def executed_path(self) -> Path:
@@ -98,6 +100,9 @@ def load_chapter(path: Path) -> Chapter:
     volatile = meta.get("volatile_metrics") or []
     if not isinstance(volatile, list) or not all(isinstance(p, str) and p for p in volatile):
         raise ValueError(f"{path}: 'reprobook.volatile_metrics' must be a list of patterns")
+    typed = meta.get("typed_numbers") or []
+    if not isinstance(typed, list) or not all(isinstance(t, str | int | float) for t in typed):
+        raise ValueError(f"{path}: 'reprobook.typed_numbers' must be a list of literals")
     return Chapter(
         id=path.stem,
         source=path,
@@ -106,6 +111,7 @@ def load_chapter(path: Path) -> Chapter:
         metrics_keys=tuple(meta.get("metrics_keys", ())),
         package=package,
         volatile_metrics=tuple(volatile),
+        typed_numbers=tuple(str(t) for t in typed),
     )
 
 

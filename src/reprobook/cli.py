@@ -1,4 +1,4 @@
-"""Command line: ``python -m reprobook run|book|run-all|list|new``."""
+"""Command line: ``python -m reprobook run|book|run-all|list|new|sweep``."""
 
 from __future__ import annotations
 

@@ -190,8 +190,13 @@ def run_chapter(
     results_dir: Path | None = None,
     output: Path | None = None,
     quiet: bool = False,
+    work_dir: Path | None = None,
 ) -> RunRecord:
-    """Execute ``chapter`` with ``params``; raise ``ChapterRunError`` if it fails or overruns."""
+    """Execute ``chapter`` with ``params``; raise ``ChapterRunError`` if it fails or overruns.
+
+    ``work_dir`` holds the notebook and parameters file handed to papermill (default
+    ``_build/.run``); runs of one chapter that start together each need their own.
+    """
     params = dict(params or {})
     nb = read_notebook(chapter)
     defaults = parameter_defaults(nb)
@@ -201,7 +206,7 @@ def run_chapter(
     if budget <= 0:
         raise ValueError(f"time budget must be positive, got {budget} s")
     output = Path(output) if output else chapter.executed_path
-    work = repo_root() / "_build" / ".run"
+    work = Path(work_dir) if work_dir is not None else repo_root() / "_build" / ".run"
     work.mkdir(parents=True, exist_ok=True)
     source_nb = work / f"{chapter.id}.source.ipynb"
     params_file = work / f"{chapter.id}.params.yaml"
@@ -266,37 +271,43 @@ def run_chapter(
         )
     publish.finish_executed(output, profile)
     if profile == "full":
-        _keep_full_run(chapter, output, results_dir, quiet)
+        _keep_full_run(chapter, output, results_dir, quiet, work)
     if not quiet:
         print(f"[reprobook] {chapter.id} done in {wall:.1f} s -> {output}", flush=True)
     return record
 
 
-def _keep_full_run(chapter: Chapter, executed: Path, results_dir: Path | None, quiet: bool) -> None:
+def _keep_full_run(
+    chapter: Chapter, executed: Path, results_dir: Path | None, quiet: bool, work_dir: Path
+) -> None:
     """After a full run: keep its executed notebook, then run smoke at the same commit and write
     the behaviour fingerprint beside the artefacts."""
     from reprobook.results import committed_results_root, git_state
 
     root = Path(results_dir).resolve() if results_dir is not None else committed_results_root()
     publish.save_artefact_notebook(executed, publish.artefact_notebook_path(chapter.id, root))
-    work = repo_root() / "_build" / ".run" / f"{chapter.id}.fingerprint"
+    work = work_dir / f"{chapter.id}.fingerprint"
     shutil.rmtree(work, ignore_errors=True)
     if not quiet:
         print(f"[reprobook] {chapter.id}: smoke run for the behaviour fingerprint", flush=True)
     run_chapter(
-        chapter, {"profile": "smoke"}, results_dir=work, output=work / "smoke.ipynb", quiet=True
-    )
+        chapter, {"profile": "smoke"}, results_dir=work, output=work / "smoke.ipynb", quiet=True,
+        work_dir=work,
+    )  # fmt: skip
     smoke = json.loads((work / chapter.id / "smoke" / "metrics.json").read_text())
     sha = git_state()["git_sha"]
     fingerprint.write(fingerprint.make(chapter, smoke, sha), fingerprint.path_for(chapter.id, root))
 
 
-def prepare_book(profile: str | None = None, quiet: bool = False) -> list[str]:
+def prepare_book(
+    profile: str | None = None, quiet: bool = False, smoke_notebooks: dict[str, Path] | None = None
+) -> list[str]:
     """Write ``notebooks/<chapter>.ipynb`` for every chapter, for the book to render.
 
     With no ``profile``, a chapter with a full-run notebook is rendered from it (today's prose,
-    the full run's outputs) and any other chapter is executed in ``smoke`` under a banner. With a
-    ``profile``, every chapter is executed afresh in it. Returns the chapters that failed.
+    the full run's outputs) and any other chapter is executed in ``smoke`` under a banner (or
+    taken from ``smoke_notebooks``, executed smoke notebooks by chapter id, as the tests do).
+    With a ``profile``, every chapter is executed afresh in it. Returns the chapters that failed.
     """
     from reprobook.chapters import find_chapters
 
@@ -307,10 +318,12 @@ def prepare_book(profile: str | None = None, quiet: bool = False) -> list[str]:
             nbformat.write(merged, chapter.executed_path)
             if not quiet:
                 print(f"[reprobook] {chapter.id}: the committed full run", flush=True)
-            continue
-        try:
-            run_chapter(chapter, {"profile": profile or "smoke"}, quiet=quiet)
-        except ChapterRunError as err:
-            print(err, file=sys.stderr)
-            failed.append(chapter.id)
+        elif not profile and smoke_notebooks and chapter.id in smoke_notebooks:
+            shutil.copyfile(smoke_notebooks[chapter.id], chapter.executed_path)
+        else:
+            try:
+                run_chapter(chapter, {"profile": profile or "smoke"}, quiet=quiet)
+            except ChapterRunError as err:
+                print(err, file=sys.stderr)
+                failed.append(chapter.id)
     return failed

@@ -1,0 +1,98 @@
+"""Unit tests of reprobook.fingerprint: flattening, volatile keys, comparison, the check."""
+
+import json
+
+import pytest
+
+from conftest import _chapter_md
+from reprobook import fingerprint
+
+
+def test_flatten_gives_dotted_paths_with_list_indices():
+    metrics = {"a": {"b": [1, {"c": 2.5}]}, "d": "x"}
+    assert dict(fingerprint.flatten(metrics)) == {"a.b.0": 1, "a.b.1.c": 2.5, "d": "x"}
+
+
+@pytest.mark.parametrize(
+    ("path", "volatile"),
+    [
+        ("throughput_episode_steps_per_s", True),
+        ("runs.tb.0.ms_per_iteration", True),
+        ("cost.inner_run_s", True),
+        ("bit_accuracy.f8-q8.compile_s", True),
+        ("speed.gru.seconds.0", True),
+        ("guarded.none.deaths", False),
+        ("claims.bound_holds", False),
+        ("alphas", False),
+    ],
+)
+def test_default_volatile_patterns(path, volatile):
+    assert fingerprint.is_volatile(path, fingerprint.VOLATILE_DEFAULT) is volatile
+
+
+def test_chapter_patterns_match_whole_prefixes():
+    patterns = ("speed*", "claims.*faster*")
+    assert fingerprint.is_volatile("speed_ratios_512.gru", patterns)
+    assert fingerprint.is_volatile("claims.chunked_faster_than_sequential_512", patterns)
+    assert not fingerprint.is_volatile("claims.depth_helps", patterns)
+
+
+def test_moved_metrics_respects_the_relative_tolerance():
+    before = {"a": 1.0, "b": 2, "c": True, "d": "x"}
+    assert fingerprint.moved_metrics(before, dict(before)) == []
+    assert fingerprint.moved_metrics(before, {**before, "a": 1.0 + 5e-7}) == []
+    moved = fingerprint.moved_metrics(before, {**before, "a": 1.01, "c": False})
+    assert [m.path for m in moved] == ["a", "c"]
+    assert "1.0 -> 1.01" in moved[0].describe() and "rel 0.01" in moved[0].describe()
+
+
+def test_moved_metrics_reports_new_and_gone_keys_and_type_changes():
+    moved = fingerprint.moved_metrics({"a": 1, "b": True}, {"b": 1, "c": 3})
+    text = {m.path: m.describe() for m in moved}
+    assert set(text) == {"a", "b", "c"}
+    assert "gone" in text["a"] and "new metric" in text["c"]
+
+
+def _chapter(root):
+    (root / "requirements.txt").write_text("torch==2.13.0\n")
+    (root / "constraints.txt").write_text("torch==2.13.0\n")
+    return _chapter_md(root / "notebooks" / "ch99-test-chapter.md", "x = 1")
+
+
+def test_check_is_current_then_names_each_change(fake_root):
+    chapter = _chapter(fake_root)
+    smoke = {"score": 0.5, "claims": {"ok": True}, "throughput_per_s": 10.0}
+    made = fingerprint.make(chapter, smoke, "a" * 40)
+    assert "throughput_per_s" not in made["smoke_metrics"]
+    verdict = fingerprint.check(chapter, made, {**smoke, "throughput_per_s": 99.0})
+    assert verdict.current and "current" in verdict.message()
+
+    moved = fingerprint.check(chapter, made, {**smoke, "score": 0.75})
+    assert not moved.current
+    assert "score: 0.5 -> 0.75" in moved.message() and "make run CH=ch99" in moved.message()
+
+    (fake_root / "requirements.txt").write_text("torch==2.13.0\nnumpy==1.26.4\n")
+    assert fingerprint.check(chapter, made).requirements_changed
+
+    source = chapter.source.read_text().replace("x = 1", "x = 2")
+    chapter.source.write_text(source)
+    verdict = fingerprint.check(chapter, made)
+    assert verdict.code_changed and "code cells changed" in verdict.message()
+
+
+def test_prose_edits_do_not_change_the_code_hash(fake_root):
+    chapter = _chapter(fake_root)
+    before = fingerprint.code_cells_hash(chapter)
+    chapter.source.write_text(chapter.source.read_text().replace("# Runner test", "# Renamed"))
+    assert fingerprint.code_cells_hash(chapter) == before
+
+
+def test_write_and_load_round_trip(fake_root, tmp_path):
+    chapter = _chapter(fake_root)
+    made = fingerprint.make(chapter, {"score": 1.0}, None, note="bootstrapped")
+    path = fingerprint.write(made, fingerprint.path_for(chapter.id, tmp_path))
+    assert fingerprint.load(chapter.id, tmp_path) == json.loads(path.read_text())
+    assert fingerprint.load("ch98-none", tmp_path) is None
+    path.write_text(json.dumps({**made, "fingerprint_version": 0}))
+    with pytest.raises(ValueError, match="fingerprint_version"):
+        fingerprint.load(chapter.id, tmp_path)

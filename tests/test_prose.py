@@ -1,0 +1,22 @@
+"""Unit tests of reprobook.prose: what counts as a number typed into the prose."""
+
+from reprobook import prose
+
+
+def test_decimals_and_percentages_in_prose_are_found():
+    text = "Deaths fall to 0.75 % here, reward 12.5, and 30% of runs stop; 3 seeds in 2024."
+    assert prose.typed_numbers(text) == ["0.75 %", "12.5", "30%"]
+
+
+def test_math_code_roles_links_versions_and_ids_are_allowed():
+    text = (
+        "With $\\alpha = 0.2$ and $$p = 0.5$$ the code `lr = 0.1` runs; "
+        "{glue:md}`margin` is glued; see [2408.05284](https://arxiv.org/abs/2408.05284) "
+        "and torchgfn 2.4.1; {cite}`key2024`.\n"
+        "```python\nx = 0.5\n```\n:::{note}\n:width: 0.5\nplain\n:::\n"
+    )
+    assert prose.typed_numbers(text) == []
+
+
+def test_allow_list_takes_literals_whatever_the_spacing():
+    assert prose.typed_numbers("random 80 % crops and 0.05 margin", ["80%", "0.05"]) == []
