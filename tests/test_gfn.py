@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from gfn.gym.hypergrid import DeceptiveReward
 from gfn.samplers import Sampler
 
-from reprobook import anchors
+from reprobook import anchors, report
 from reprobook.gfn import grid, plots, study, training
+from reprobook.gfn import report as chapter
 from reprobook.gfn.training import ARMS, ArmRun, RankPrioritizedBuffer, TrainSettings
 
 matplotlib.use("Agg")
@@ -669,14 +670,14 @@ def test_run_all_tiny(one_torch_thread):
     counts = np.asarray(sample_map["arms"]["teacher"]["counts"])
     assert counts.shape == (8, 8) and counts.sum() == 160
     assert np.asarray(sample_map["target"]).sum() == pytest.approx(1.0)
-    metrics["claims"] = study.check_claims(metrics)
-    assert study.can_read(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
+    assert report.can_read(chapter, metrics)
     assert metrics["claims"]["curves_monotone"] and metrics["claims"]["l1_conventions_agree"]
     assert metrics["claims"]["equal_samples"]
 
 
 # --------------------------------------------------------------------------------------------
-# study: aggregate, claims, notes, tables on hand-made metrics
+# study.aggregate and the report (claims, notes, tables, prose numbers) on hand-made metrics
 # --------------------------------------------------------------------------------------------
 
 GRID_2_16 = study.grid_facts(2, 16)
@@ -695,11 +696,11 @@ def fake_run(arm, seed, modes_found, l1_mean=1e-3, eval_modes=2, samples=(16, 32
 def fake_metrics(runs):
     metrics = {
         "metrics_version": study.METRICS_VERSION, "grid": GRID_2_16, "n_iterations": 3,
-        "batch_size": 16,
+        "batch_size": 16, "eval_samples": 1000,
         "n_seeds": len(next(iter(runs.values()))), "seeds": [0, 1], "C": 19.0, "alpha": 0.0,
         "epsilon": 0.01, "runs": runs, "aggregate": study.aggregate(runs), "map": {},
     }  # fmt: skip
-    metrics["claims"] = study.check_claims(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
     return metrics
 
 
@@ -788,16 +789,16 @@ def test_check_claims_sanity_failures(teacher_wins):
     runs = copy.deepcopy(teacher_wins["runs"])
     runs["tb"][0]["modes_found"] = [1, 3, 2]  # not monotone
     runs["tb"][0]["final_modes"] = 2
-    assert study.check_claims(fake_metrics(runs))["curves_monotone"] is False
+    assert chapter.check_claims(fake_metrics(runs))["curves_monotone"] is False
     runs = copy.deepcopy(teacher_wins["runs"])
     runs["tb"][1]["final_modes"] = 5  # curve does not end at its final count
-    assert study.check_claims(fake_metrics(runs))["curves_monotone"] is False
+    assert chapter.check_claims(fake_metrics(runs))["curves_monotone"] is False
     runs = copy.deepcopy(teacher_wins["runs"])
     runs["teacher"][0]["eval_l1"]["sum"] *= 1.01
-    assert study.check_claims(fake_metrics(runs))["l1_conventions_agree"] is False
+    assert chapter.check_claims(fake_metrics(runs))["l1_conventions_agree"] is False
     runs = copy.deepcopy(teacher_wins["runs"])
     runs["tb_eps"] = [fake_run("tb_eps", s, [0, 1, 2], samples=(16, 32, 64)) for s in (0, 1)]
-    assert study.check_claims(fake_metrics(runs))["equal_samples"] is False
+    assert chapter.check_claims(fake_metrics(runs))["equal_samples"] is False
 
 
 def test_check_claims_without_teacher_has_only_sanity_claims():
@@ -809,14 +810,14 @@ def test_check_claims_without_teacher_has_only_sanity_claims():
 
 
 def test_can_read(teacher_wins):
-    assert study.can_read(teacher_wins)
-    assert not study.can_read({**teacher_wins, "metrics_version": 0})
+    assert report.can_read(chapter, teacher_wins)
+    assert not report.can_read(chapter, {**teacher_wins, "metrics_version": 0})
     for key in ("grid", "runs", "aggregate", "map", "claims"):
-        assert not study.can_read({k: v for k, v in teacher_wins.items() if k != key})
+        assert not report.can_read(chapter, {k: v for k, v in teacher_wins.items() if k != key})
 
 
 def test_reading_notes_when_teacher_wins(teacher_wins):
-    notes = study.reading_notes(teacher_wins)
+    notes = chapter.reading_notes(teacher_wins)
     assert "**holds**" in notes and "does not hold" not in notes
     assert (
         "- Teacher vs TB: 7.5 against 2.5 of 9 mode states (difference +5.0, ± 1.6 standard "
@@ -827,13 +828,13 @@ def test_reading_notes_when_teacher_wins(teacher_wins):
 
 
 def test_reading_notes_when_teacher_loses(teacher_loses):
-    notes = study.reading_notes(teacher_loses)
+    notes = chapter.reading_notes(teacher_loses)
     assert "**does not hold**" in notes
     assert "Teacher vs TB + PRT buffer: 4.5 against 6.5 of 9 mode states (difference -2.0" in notes
 
 
 def test_results_table(teacher_wins):
-    table = study.results_table(teacher_wins["aggregate"], GRID_2_16)
+    table = chapter.results_table(teacher_wins["aggregate"], GRID_2_16)
     assert list(table.index) == ["TB", "TB + ε-greedy", "Teacher"]
     assert table.loc["Teacher", "modes found (of 9)"] == "7.5 ± 1.5"
     assert table.loc["Teacher", "per seed"] == "6/9"
@@ -846,7 +847,7 @@ def test_results_table(teacher_wins):
 
 
 def test_miniature_findings(teacher_wins, teacher_loses):
-    found = study.miniature_findings(teacher_wins)
+    found = chapter.miniature_findings(teacher_wins)
     assert found["main_claim"] == (
         "modes found at equal samples, mean over seeds: teacher ≥ TB: yes; "
         "teacher ≥ TB + ε-greedy: yes"
@@ -858,7 +859,7 @@ def test_miniature_findings(teacher_wins, teacher_loses):
     assert found["reference_run_modes"] == found["grid_modes"]
     assert "TB 400.000e-5 (sum 1.020)" in found["grid_l1"]
     assert found["settings"].startswith("C = 19, α = 0, ε = 0.01")
-    lost = study.miniature_findings(teacher_loses)
+    lost = chapter.miniature_findings(teacher_loses)
     assert lost["main_claim"] == (
         "modes found at equal samples, mean over seeds: teacher ≥ TB: yes; "
         "teacher ≥ TB + PRT buffer: no"
@@ -867,12 +868,58 @@ def test_miniature_findings(teacher_wins, teacher_loses):
 
 def test_miniature_findings_cover_every_anchor(teacher_wins):
     chapter_anchors = anchors.load_anchors("ch06-adaptive-teachers")
-    found = study.miniature_findings(teacher_wins)
+    found = chapter.miniature_findings(teacher_wins)
     assert set(found) <= set(chapter_anchors)
     assert set(found) == set(chapter_anchors)  # no "not measured here" row
     table = anchors.comparison_table(chapter_anchors, found)
     assert len(table) == len(chapter_anchors)
     assert (table["this miniature"].str.len() > 0).all()
+
+
+def test_report_and_study_follow_the_chapter_protocols():
+    assert report.protocol_gaps(chapter, report.ChapterReport) == []
+    assert report.protocol_gaps(study, report.ChapterStudy) == []
+    assert chapter.METRICS_VERSION == study.METRICS_VERSION
+    assert set(chapter.HEADLINE_CLAIMS) <= set(chapter.CLAIMS)
+    assert chapter.KEY_ANCHOR in anchors.load_anchors("ch06-adaptive-teachers")
+
+
+def test_claims_are_all_described(teacher_wins, teacher_loses):
+    for metrics in (teacher_wins, teacher_loses):
+        assert set(metrics["claims"]) <= set(chapter.CLAIMS)
+    every_arm = {f"teacher_ge_{arm}" for arm in training.ARMS if arm != "teacher"}
+    assert every_arm <= set(chapter.CLAIMS)
+
+
+def test_key_number_hand_case(teacher_wins):
+    assert chapter.key_number(teacher_wins) == (
+        "modes found of 9 at 48 samples per arm (mean ± SE over 2 seeds): Teacher 7.5 ± 1.5, "
+        "TB 2.5 ± 0.5, TB + ε-greedy 3.0 ± 1.0"
+    )
+    one_seed = fake_metrics({"tb": [fake_run("tb", 0, [1, 2, 3])]})
+    assert (
+        chapter.key_number(one_seed) == "modes found of 9 at 48 samples per arm (one seed): TB 3.0"
+    )
+
+
+def test_prose_numbers_hand_case(teacher_wins):
+    numbers = chapter.prose_numbers(teacher_wins)
+    assert numbers["n_seeds"] == "2" and numbers["n_iterations"] == "3"
+    assert numbers["samples_per_arm"] == "48" and numbers["eval_samples"] == "1,000"
+    assert (numbers["grid_ndim"], numbers["grid_height"]) == ("2", "16")
+    assert numbers["n_mode_states"] == "9" and numbers["torchgfn_n_mode_states"] == "4"
+    assert numbers["n_terminal_states"] == "255"
+    ratio = GRID_2_16["torchgfn_extra_terminal_mass"] / GRID_2_16["target_mass_on_modes"]
+    assert numbers["extra_mass_vs_modes"] == f"{100 * ratio:.0f} %"
+    assert numbers["modes_teacher"] == "7.5 ± 1.5" and numbers["modes_tb"] == "2.5 ± 0.5"
+    assert numbers["modes_tb_eps"] == "3.0 ± 1.0"
+    assert numbers["modes_equal_steps_teacher"] == "7.5"
+    assert numbers["eval_modes_teacher"] == "5.0" and numbers["eval_modes_tb"] == "2.0"
+    assert numbers["eval_l1_lowest"] == "TB + ε-greedy 200.000e-5"  # eval L1 = 2 × train L1
+    assert numbers["eval_l1_highest"] == "Teacher 600.000e-5"
+    for key in ("modes_tb_prt", "modes_equal_steps_tb_prt", "eval_modes_tb_prt"):
+        assert numbers[key] == "not run"  # every arm's numbers exist, so every glue key does
+    assert all(isinstance(v, str) and v for v in numbers.values())
 
 
 # --------------------------------------------------------------------------------------------
