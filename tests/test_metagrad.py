@@ -1,6 +1,6 @@
 """Unit tests for reprobook.metagrad: the differentiable inner loop against torch's optimizers,
 metagradients against finite differences and a closed form, the official targets, rewards,
-GRPO, and the chapter's study on a tiny configuration."""
+GRPO, the chapter's study on a tiny configuration, and its report (claims, tables, numbers)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import matplotlib
 import pytest
 import torch
 
-from reprobook import anchors
+from reprobook import anchors, report
 from reprobook.lm.models import GPTConfig, TinyGPT
 from reprobook.metagrad import inner, plots, policy, rewards, study, targets
+from reprobook.metagrad import report as chapter
 
 matplotlib.use("Agg")
 CHAPTER = "ch03-dataset-policy-gradient"
@@ -171,9 +172,11 @@ def test_one_adam_step_has_a_nearly_vanishing_metagradient():
 
 
 def test_eps_root_keeps_the_metagradient_finite():
-    """d sqrt(v)/dv is infinite at v = 0. Position rows that no input reaches have exactly zero
-    gradient; in this fixed case that makes tau NaN unless eps_root > 0, as the paper uses."""
-    model, tokens = model64(seed=2), batch(seed=2)  # inputs of 5 tokens, context 8
+    """d sqrt(v)/dv is infinite at v = 0. Token 7 never appears in this batch, so its embedding
+    row has exactly zero gradient (through the embedding's backward, which depends on the example
+    weights); that makes tau NaN unless eps_root > 0, as the paper uses. (Rows that no input
+    reaches at all, such as unused positions, may be cut from the graph and stay finite.)"""
+    model, tokens = model64(seed=2), batch(seed=2) % 7  # token 7 absent
     start = inner.initial_params(model)
     target = targets.make_target("l2_norm", "head.weight", start)
     order = inner.step_order(6, inner.InnerLoop(steps=2), torch.Generator().manual_seed(0))
@@ -345,7 +348,7 @@ def tiny_study():
     cost = study.attribution_cost(config, setup)
     fd = study.finite_difference_check(0)
     metrics = study.build_metrics(config, [0], runs, {0: setup.facts}, cost, fd)
-    metrics["claims"] = study.check_claims(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
     return config, setup, metrics
 
 
@@ -392,7 +395,7 @@ def test_study_runs_end_to_end(tiny_study):
     sgd = metrics["summary"]["sixseven"]["sgd"]
     assert {"own_minus", "own_minus_p", "own_minus_better", "end_sgd_mean"} <= set(sgd)
     assert set(metrics["summary"]) == {"sixseven", "l2_norm"}
-    assert study.can_read(metrics)
+    assert report.can_read(chapter, metrics)
     assert set(metrics["claims"]) >= {
         "tau_matches_finite_differences", "dpg_norm_falls", "dpg_beats_random_sixseven",
         "adam_beats_sgd_inner_loop_sixseven",
@@ -410,14 +413,37 @@ def test_the_same_arm_and_seed_repeat_exactly(tiny_study):
 
 def test_findings_fill_known_anchors_and_notes_read(tiny_study):
     _, _, metrics = tiny_study
-    found = study.miniature_findings(metrics)
+    found = chapter.miniature_findings(metrics)
     known = anchors.load_anchors(CHAPTER)
     assert set(found) <= set(known)
+    assert {"target_model", "hardware", "sixseven_result", "l2_result"} <= set(found)
     anchors.comparison_table(known, found)
-    notes = study.reading_notes(metrics)
+    notes = chapter.reading_notes(metrics)
     assert "DPG" in notes and "Cost" in notes
-    assert len(study.summary_table(metrics)) == 8
-    assert list(study.cost_table(metrics["cost"]).columns) == ["ms", "× one inner run"]
+    assert len(chapter.summary_table(metrics)) == 8
+    assert list(chapter.cost_table(metrics["cost"]).columns) == ["ms", "× one inner run"]
+    assert chapter.key_number(metrics).startswith("held-out “67” pixel accuracy with DPG")
+    numbers = chapter.prose_numbers(metrics)
+    assert all(isinstance(v, str) and v and v != chapter.NOT_RUN for v in numbers.values())
+    assert numbers["batch_shape"] == "2 prompts × 2 rollouts of 24 tokens"
+    assert anchors.load_anchors(CHAPTER)[chapter.KEY_ANCHOR]
+
+
+def test_report_module_follows_the_protocols(tiny_study):
+    assert report.protocol_gaps(chapter, report.ChapterReport) == []
+    assert report.protocol_gaps(study, report.ChapterStudy) == []
+    assert chapter.METRICS_VERSION == study.METRICS_VERSION
+    assert set(chapter.HEADLINE_CLAIMS) <= set(chapter.CLAIMS)
+    _, _, metrics = tiny_study
+    assert set(metrics["claims"]) <= set(chapter.CLAIMS)
+    assert len(chapter.CLAIMS) == 13  # 3 cost and sanity, 2 per target, 4 comparisons each
+
+
+def test_can_read_refuses_metrics_of_an_older_layout(tiny_study):
+    _, _, metrics = tiny_study
+    assert report.can_read(chapter, metrics)
+    assert not report.can_read(chapter, dict(metrics, metrics_version=study.METRICS_VERSION - 1))
+    assert not report.can_read(chapter, {k: v for k, v in metrics.items() if k != "claims"})
 
 
 def test_plots_draw_from_metrics(tiny_study):
@@ -454,34 +480,37 @@ def test_check_claims_on_hand_made_metrics():
         },
         "l2_norm": {"dpg": _cell("head_norm", 5.0, 4.8), "naive": _cell("head_norm", 5.0, 4.9)},
     }
-    claims = study.check_claims(_metrics(summary))
+    claims = chapter.check_claims(_metrics(summary))
     assert claims["tau_matches_finite_differences"] and claims["metagradient_within_5x"]
     assert claims["metagradient_cheaper_than_loo"]
     assert claims["dpg_pixel_accuracy_rises"] and claims["dpg_norm_falls"]
     assert not claims["dpg_beats_naive_sixseven"] and claims["dpg_beats_sgd_sixseven"]
     assert claims["dpg_beats_naive_l2_norm"]  # lower norm is better
     assert not claims["adam_beats_sgd_inner_loop_sixseven"]  # SGD's own target reached 0.95
-    worse = study.check_claims(_metrics(summary, ratio=6.0, fd_error=1e-3))
+    worse = chapter.check_claims(_metrics(summary, ratio=6.0, fd_error=1e-3))
     assert not worse["metagradient_within_5x"] and not worse["tau_matches_finite_differences"]
     summary["sixseven"]["dpg"] = _cell("pixel_accuracy", 0.5, 0.7)
-    assert not study.check_claims(_metrics(summary))["dpg_pixel_accuracy_rises"]
+    assert not chapter.check_claims(_metrics(summary))["dpg_pixel_accuracy_rises"]
+
+
+def _run(arm, seed, values, target="sixseven"):
+    key = study.HEADLINE[target]
+    evals = [{"step": s, key: v, "sgd": {key: v - 0.1}} for s, v in enumerate(values)]
+    return {"target": target, "arm": arm, "seed": seed, "eval": evals, "seconds": 1.0}
+
+
+HAND_RUNS = [
+    _run("dpg", 0, [0.5, 0.6, 0.7, 0.8, 0.9]),
+    _run("dpg", 1, [0.5, 0.6, 0.7, 0.8, 0.9]),
+    _run("naive", 0, [0.5, 0.6, 0.7, 0.7, 0.7]),
+    _run("naive", 1, [0.5, 0.9, 0.9, 0.9, 0.9]),
+    _run("dpg", 0, [5.0, 4.0], "l2_norm"),
+    _run("sgd", 0, [5.0, 4.5], "l2_norm"),
+]
 
 
 def test_summarize_takes_the_last_three_evaluations_and_pairs_seeds():
-    def run(arm, seed, values, target="sixseven"):
-        key = study.HEADLINE[target]
-        evals = [{"step": s, key: v, "sgd": {key: v - 0.1}} for s, v in enumerate(values)]
-        return {"target": target, "arm": arm, "seed": seed, "eval": evals, "seconds": 1.0}
-
-    runs = [
-        run("dpg", 0, [0.5, 0.6, 0.7, 0.8, 0.9]),
-        run("dpg", 1, [0.5, 0.6, 0.7, 0.8, 0.9]),
-        run("naive", 0, [0.5, 0.6, 0.7, 0.7, 0.7]),
-        run("naive", 1, [0.5, 0.9, 0.9, 0.9, 0.9]),
-        run("dpg", 0, [5.0, 4.0], "l2_norm"),
-        run("sgd", 0, [5.0, 4.5], "l2_norm"),
-    ]
-    summary = study.summarize(runs)
+    summary = study.summarize(HAND_RUNS)
     dpg, naive = summary["sixseven"]["dpg"], summary["sixseven"]["naive"]
     assert dpg["start_mean"] == 0.5 and dpg["end_mean"] == pytest.approx(0.8)
     assert dpg["end_se"] == 0.0 and dpg["seeds"] == [0, 1]
@@ -495,13 +524,61 @@ def test_summarize_takes_the_last_three_evaluations_and_pairs_seeds():
     assert l2["dpg_minus_p"] is None  # one seed: no test
 
 
-def test_paired_p_values():
-    assert study._paired_p([0.1]) is None
-    assert study._paired_p([0.0, 0.0]) == 1.0
-    assert study._paired_p([0.2, 0.2, 0.2]) == 0.0
+def _hand_metrics():
+    """The hand-made runs above, with the settings, setups and cost the report reads."""
+    settings = dict(
+        n_prompts=2, n_rollouts=2, completion_length=4, outer_steps=4, inner_steps=2,
+        inner_lr=1e-3, sgd_lr=0.1,
+    )  # fmt: skip
+    cost = {
+        "n_examples": 4, "patch_gradient_median": 0.0123, "sqrt_eps_root": math.sqrt(1e-9),
+        "metagradient_over_inner": 3.04, "leave_one_out_over_inner": 9.4,
+        "spearman_tau_loo": 0.5,
+    }  # fmt: skip
+    return {
+        "seeds": [0, 1],
+        "settings": settings,
+        "setups": {"0": {"target_parameters": 1234, "generator_parameters": 56789}},
+        "summary": study.summarize(HAND_RUNS),
+        "cost": cost,
+    }
+
+
+def test_key_number_and_prose_numbers_on_the_hand_case():
+    metrics = _hand_metrics()
+    assert chapter.key_number(metrics) == (
+        "held-out “67” pixel accuracy with DPG 0.500 ± 0.000 → 0.800 ± 0.000 (2 seed(s))"
+    )
+    numbers = chapter.prose_numbers(metrics)
+    assert numbers["target_parameters"] == "1,234" and numbers["generator_parameters"] == "56,789"
+    assert numbers["batch_shape"] == "2 prompts × 2 rollouts of 4 tokens"
+    assert numbers["batch_size"] == "4" and numbers["group_size"] == "2"
+    assert numbers["phi_linear_bound"] == "0.04"  # 20 * 1e-3 * 2
+    assert numbers["n_seeds"] == "2" and numbers["n_examples"] == "4"
+    assert numbers["patch_gradient_median"] == "1.2e-02" and numbers["sqrt_eps_root"] == "3.2e-05"
+    assert numbers["cost_over_inner"] == "3.0×" and numbers["loo_over_inner"] == "9×"
+    assert numbers["dpg67_start"] == "0.500 ± 0.000" and numbers["dpg67_end"] == "0.800 ± 0.000"
+    assert numbers["dpg_minus_naive_67"].endswith("p = 1.00; DPG better in 1 of 2 seed(s)")
+    assert numbers["dpg_minus_random_67"] == chapter.NOT_RUN  # no random arm in the hand case
+    assert numbers["dpg_minus_sgd_own_67"] == chapter.NOT_RUN
+    assert numbers["dpg_l2_start"] == "5.000" and numbers["dpg_l2_end"] == "4.500"
+    assert numbers["dpg_l2_change"] == "-0.500" and numbers["l2_other_changes"] == "sgd -0.250"
+    assert all(isinstance(v, str) and v for v in numbers.values())
+    del metrics["summary"]["l2_norm"]  # a run without the l2 target: the same keys, "not run"
+    fewer = chapter.prose_numbers(metrics)
+    assert set(fewer) == set(numbers)
+    assert fewer["dpg_l2_change"] == fewer["l2_other_changes"] == chapter.NOT_RUN
+    del metrics["summary"]["sixseven"]
+    assert "not run" in chapter.key_number(metrics)
+
+
+def test_paired_p_values():  # the shared test that summarize uses, on the chapter's cases
+    assert report.paired_p([0.1]) is None
+    assert report.paired_p([0.0, 0.0]) == 1.0
+    assert report.paired_p([0.2, 0.2, 0.2]) == 0.0
     from scipy import stats
 
-    assert study._paired_p([0.1, 0.3, 0.2]) == pytest.approx(
+    assert report.paired_p([0.1, 0.3, 0.2]) == pytest.approx(
         stats.ttest_1samp([0.1, 0.3, 0.2], 0.0).pvalue
     )
 
