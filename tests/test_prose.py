@@ -18,5 +18,9 @@ def test_math_code_roles_links_versions_and_ids_are_allowed():
     assert prose.typed_numbers(text) == []
 
 
+def test_names_with_numbers_are_not_results():
+    assert prose.typed_numbers("Llama-3.2-1B writes for GPT-2") == []
+
+
 def test_allow_list_takes_literals_whatever_the_spacing():
     assert prose.typed_numbers("random 80 % crops and 0.05 margin", ["80%", "0.05"]) == []

@@ -22,7 +22,7 @@ _STRIP = [
     re.compile(r"^:[\w-]+:.*$", re.M),  # directive options
 ]
 _ALLOWED = re.compile(r"\b\d{4}\.\d{4,5}\b|\b\d+\.\d+\.\d+\w*\b")  # arXiv ids, versions
-_NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?:\s*%)?|(?<![\w.])\d+\s*%")
+_NUMBER = re.compile(r"(?<![\w.-])\d+\.\d+(?:\s*%)?|(?<![\w.-])\d+\s*%")
 
 
 def strip_non_prose(markdown: str) -> str:
