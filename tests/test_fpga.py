@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from reprobook import anchors
+from reprobook import anchors, report
 from reprobook.fpga import board, driver, enet, estimate, fixed, hls, plots, scenes, study, training
+from reprobook.fpga import report as chapter
 
 SMALL_HW = (16, 24)
 
@@ -472,7 +473,7 @@ PAPER_LIKE = {"f4-float": 0.30, "f4-q4": 0.17, "f4-q8": 0.22, "f8-float": 0.34, 
 
 
 def test_claims_on_paper_like_numbers():
-    claims = study.check_claims(_metrics(PAPER_LIKE))
+    claims = chapter.check_claims(_metrics(PAPER_LIKE))
     assert claims == {
         "csim_agrees": True, "training_loss_falls": True, "beats_majority_baseline": True,
         "miou_rises_with_filters": True, "q4_close_to_q8_at_8_16_filters": True,
@@ -482,35 +483,75 @@ def test_claims_on_paper_like_numbers():
 
 def test_claims_fail_when_they_should():
     bad = dict(PAPER_LIKE, **{"f16-q4": 0.20})  # 4-bit far below 8-bit at 16 filters
-    claims = study.check_claims(_metrics(bad, agreement=0.95))
+    claims = chapter.check_claims(_metrics(bad, agreement=0.95))
     assert not claims["csim_agrees"]
     assert not claims["q4_close_to_q8_at_8_16_filters"]
     assert not claims["miou_rises_with_filters"]  # hom4 falls from 8 (0.32) to 16 (0.20)
-    shrinking = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f16-float": 0.25})))
+    shrinking = chapter.check_claims(_metrics(dict(PAPER_LIKE, **{"f16-float": 0.25})))
     assert not shrinking["miou_rises_with_filters"]
-    single = study.check_claims(_metrics({"f8-float": 0.3, "f8-q8": 0.3}))
+    single = chapter.check_claims(_metrics({"f8-float": 0.3, "f8-q8": 0.3}))
     assert "miou_rises_with_filters" not in single
-    dip = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f8-q8": 0.36})))  # 8 > 16 filters
+    dip = chapter.check_claims(_metrics(dict(PAPER_LIKE, **{"f8-q8": 0.36})))  # 8 > 16 filters
     assert not dip["miou_rises_with_filters"]
-    floor = study.check_claims(_metrics(dict(PAPER_LIKE, **{"f4-q4": 0.15})))
+    floor = chapter.check_claims(_metrics(dict(PAPER_LIKE, **{"f4-q4": 0.15})))
     assert not floor["beats_majority_baseline"]
 
 
 def test_findings_cover_the_anchors_and_note_reads():
     metrics = _metrics(PAPER_LIKE)
-    metrics["claims"] = study.check_claims(metrics)
-    findings = study.miniature_findings(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
+    findings = chapter.miniature_findings(metrics)
     table = anchors.comparison_table(anchors.load_anchors("ch13-enet-fpga-hls4ml"), findings)
     assert len(table) == len(findings)
     assert "not measured" in findings["latency_batch1"]
-    note = study.reading_note(metrics)
+    note = chapter.reading_notes(metrics)
     assert "rises" in note and "100.00 %" in note
-    assert study.can_read(metrics) and not study.can_read({"metrics_version": 0})
-    table = study.miou_table(metrics)
+    assert report.can_read(chapter, metrics) and not report.can_read(
+        chapter, {"metrics_version": 0}
+    )
+    table = chapter.miou_table(metrics)
     assert list(table.index) == [4, 8, 16]
     assert table[("mIoU", "4-bit QAT")].tolist() == [0.17, 0.32, 0.36]
     assert list(table["mIoU"].columns) == ["float", "4-bit QAT", "8-bit QAT"]
-    assert study.iou_table(metrics).shape == (9, 4)
+    assert chapter.iou_table(metrics).shape == (9, 4)
+
+
+def test_report_module_follows_the_protocols():
+    assert report.protocol_gaps(chapter, report.ChapterReport) == []
+    assert report.protocol_gaps(study, report.ChapterStudy) == []
+    assert set(chapter.HEADLINE_CLAIMS) <= set(chapter.CLAIMS)
+    assert set(chapter.check_claims(_metrics(PAPER_LIKE))) <= set(chapter.CLAIMS)
+    assert chapter.KEY_ANCHOR in anchors.load_anchors("ch13-enet-fpga-hls4ml")
+    metrics = _metrics(PAPER_LIKE)
+    metrics["claims"] = chapter.check_claims(metrics)
+    del metrics["estimate_hw"]
+    assert not report.can_read(chapter, metrics)
+
+
+def test_key_number_and_prose_numbers_on_the_hand_case():
+    metrics = _metrics(PAPER_LIKE)
+    assert chapter.key_number(metrics) == (
+        "16 filters: mIoU hom4 0.360, hom8 0.350 (procedural scenes, not Cityscapes)"
+    )
+    numbers = chapter.prose_numbers(metrics)
+    assert numbers["miou_trend"] == (
+        "float 0.300 → 0.340 → 0.370; hom4 0.170 → 0.320 → 0.360; hom8 0.220 → 0.330 → 0.350"
+    )
+    assert (
+        numbers["q4_minus_q8"] == "-0.050 at 4 filters, -0.010 at 8 filters, +0.010 at 16 filters"
+    )
+    assert numbers["q4_largest_loss"] == "0.050 at 4 filters"
+    assert numbers["filters_steps"] == "4 → 8 → 16" and numbers["n_models"] == "9"
+    assert numbers["n_csim_models"] == "6" and numbers["csim_agreement_min"] == "100.00 %"
+    assert numbers["estimate_latency"] == "2.90–15.00 ms" and numbers["estimate_rf"] == "16"
+    assert numbers["estimate_dsp"] == "≤ 110 %" and numbers["majority_miou"] == "0.160"
+    assert numbers["cpu_latency_batch1"] == "5.00 ms" and numbers["person_share"] == "not recorded"
+    assert all(isinstance(v, str) and v for v in numbers.values())
+    single = chapter.prose_numbers(_metrics({"f8-float": 0.3, "f8-q8": 0.31}, agreement=0.995))
+    assert single["q4_minus_q8"].startswith("not run") and single["csim_agreement_min"] == "99.50 %"
+    assert chapter.key_number(_metrics({"f8-float": 0.3, "f8-q8": 0.31})).startswith(
+        "8 filters: mIoU hom8 0.310"
+    )
 
 
 def test_torch_latency_is_positive():

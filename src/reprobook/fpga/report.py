@@ -1,0 +1,325 @@
+"""ch13's reading of its metrics: the claims, the findings beside the paper's, tables and notes.
+
+Pure functions of the metrics that ``reprobook.fpga.study`` computes (see
+``reprobook.report.ChapterReport`` for the names every chapter's report module provides).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reprobook import report
+from reprobook.fpga import scenes
+from reprobook.fpga.study import METRICS_VERSION as METRICS_VERSION  # the protocol names it here
+from reprobook.fpga.study import model_key
+
+REQUIRED_KEYS = (
+    "models", "bit_accuracy", "estimates", "estimate_hw", "majority_baseline", "latency", "claims",
+)  # fmt: skip
+PAPER_CLAIM = (
+    "a semantic-segmentation network for a car's cameras (ENet with aggressive filter reduction, "
+    "quantization-aware trained at 4 and 8 bits and converted with hls4ml) runs fully on chip on "
+    "a Xilinx ZCU102 FPGA in a few milliseconds per image, with a modest share of the chip, while "
+    "maintaining accuracy on Cityscapes"
+)
+CLAIMS = {
+    "csim_agrees": "hls4ml's C simulation agrees with the quantized PyTorch model on at least "
+    "99 % of pixels (argmax), for every quantized model",
+    "training_loss_falls": "every model's training loss falls (sanity)",
+    "beats_majority_baseline": "every model beats the majority-class floor in mIoU and pixel "
+    "accuracy (sanity)",
+    "miou_rises_with_filters": "test mIoU rises with each step up in filters, at every precision",
+    "q4_close_to_q8_at_8_16_filters": "at 8 and 16 filters, 4-bit QAT stays within 0.05 mIoU of "
+    "8-bit (reported, not asserted)",
+    "q4_drops_most_at_4_filters": "the loss from 8 to 4 bits is largest at 4 filters (reported, "
+    "not asserted)",
+}
+HEADLINE_CLAIMS = ("csim_agrees", "miou_rises_with_filters", "q4_close_to_q8_at_8_16_filters")
+KEY_ANCHOR = "miou_16"
+
+
+# -- claims ------------------------------------------------------------------------------------
+def _miou(metrics: dict, filters: int, bits: int | None) -> float | None:
+    row = metrics["models"].get(model_key(filters, bits))
+    return None if row is None else row["test"]["miou"]
+
+
+def check_claims(
+    metrics: dict, agreement_threshold: float = 0.99, close_tolerance: float = 0.05
+) -> dict[str, bool]:
+    """The chapter's claims on one run's metrics. Claims about several filter counts or bit
+    widths are present only when the run has them."""
+    claims: dict[str, bool] = {}
+    rows = metrics["models"]
+    claims["csim_agrees"] = all(
+        r["argmax_agreement"] >= agreement_threshold for r in metrics["bit_accuracy"].values()
+    )
+    claims["training_loss_falls"] = all(
+        np.mean(loss[-10:]) < np.mean(loss[:10]) for loss in metrics["losses"].values()
+    )
+    floor = metrics["majority_baseline"]
+    claims["beats_majority_baseline"] = all(
+        r["test"]["miou"] > floor["miou"] and r["test"]["accuracy"] > floor["accuracy"]
+        for r in rows.values()
+    )
+    filters = sorted({r["filters"] for r in rows.values()})
+    bit_widths = sorted({r["bits"] for r in rows.values() if r["bits"] is not None})
+    if len(filters) >= 2:  # every step up in filters, at every precision
+        claims["miou_rises_with_filters"] = all(
+            _miou(metrics, hi, b) > _miou(metrics, lo, b)
+            for b in [None, *bit_widths]
+            for lo, hi in zip(filters[:-1], filters[1:], strict=True)
+        )
+    if {4, 8} <= set(bit_widths):
+        near = [f for f in filters if f >= 8]
+        if near:
+            claims["q4_close_to_q8_at_8_16_filters"] = all(
+                abs(_miou(metrics, f, 4) - _miou(metrics, f, 8)) <= close_tolerance for f in near
+            )
+        if 4 in filters:
+            claims["q4_drops_most_at_4_filters"] = (
+                (
+                    _miou(metrics, 4, 8) - _miou(metrics, 4, 4)
+                    >= max(_miou(metrics, f, 8) - _miou(metrics, f, 4) for f in near)
+                )
+                if near
+                else False
+            )
+    return claims
+
+
+# -- tables ------------------------------------------------------------------------------------
+def miou_table(metrics: dict):
+    """Test mIoU and pixel accuracy: rows filters, columns float / each bit width."""
+    rows = [
+        {"filters": r["filters"], "precision": _precision_label(r["bits"], short=False),
+         "mIoU": r["test"]["miou"], "pixel accuracy": r["test"]["accuracy"]}
+        for r in metrics["models"].values()
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows).pivot(index="filters", columns="precision")
+    order = sorted({r["precision"] for r in rows}, key=lambda p: (p != "float", p))
+    return frame.reindex(columns=order, level=1)
+
+
+def iou_table(metrics: dict):
+    """Per-class test IoU of every model."""
+    rows = [
+        {"filters": r["filters"], "precision": _precision_label(r["bits"], short=False),
+         **{c: v for c, v in zip(scenes.CLASSES, r["test"]["iou"], strict=True)}}
+        for r in metrics["models"].values()
+    ]  # fmt: skip
+    return (
+        pd.DataFrame(rows).sort_values(["filters", "precision"]).set_index(["filters", "precision"])
+    )
+
+
+def bit_accuracy_table(metrics: dict):
+    rows = [{"model": k, **v} for k, v in metrics["bit_accuracy"].items()]
+    return pd.DataFrame(rows).set_index("model")
+
+
+def estimate_frame(metrics: dict):
+    frame = pd.DataFrame(metrics["estimates"])
+    keep = [
+        "model",
+        "reuse_factor",
+        "multipliers",
+        "dsp_fraction_upper",
+        "weight_kbit",
+        "bram_fraction",
+        "bram_fraction_default_fifos",
+        "interval_ms",
+        "latency_ms_low",
+        "latency_ms_high",
+    ]
+    return frame[keep].set_index(["model", "reuse_factor"])
+
+
+def _precision_label(bits: int | None, short: bool = True) -> str:
+    """``hom4`` (the authors' name for homogeneous 4-bit QAT) or, for tables, ``4-bit QAT``."""
+    if bits is None:
+        return "float"
+    return f"hom{bits}" if short else f"{bits}-bit QAT"
+
+
+def miniature_findings(metrics: dict) -> dict[str, str]:
+    """What this run found, in words, keyed by the ids of the chapter's anchors."""
+    data = metrics.get("data", "procedural street scenes (a stand-in for Cityscapes)")
+    size = f"{metrics['width']}×{metrics['height']} {data}"
+    claims = metrics["claims"]
+
+    def verdict(key: str) -> str:
+        if key not in claims:
+            return "not tested in this run"
+        return "holds" if claims[key] else "does not hold"
+
+    def mious(filters: list[int]) -> str:
+        rows = [r for r in metrics["models"].values() if r["filters"] in filters]
+        return (
+            "; ".join(
+                f"{_precision_label(r['bits'])} {r['filters']}f {r['test']['miou']:.3f}"
+                for r in rows
+            )
+            or "not run"
+        )
+
+    chosen = metrics["chosen_model"]
+    est = [e for e in metrics["estimates"] if e["model"] == chosen]
+    est_hw = "×".join(str(v) for v in reversed(metrics["estimate_hw"]))
+    where = f"analytic estimate for {chosen} at {est_hw}, {metrics['clock_ns']:g} ns clock"
+    one_image = "; ".join(
+        f"RF {e['reuse_factor']}: {e['latency_ms_low']:.2f}–{e['latency_ms_high']:.2f} ms"
+        for e in est
+    )
+    streaming = "; ".join(f"RF {e['reuse_factor']}: {e['interval_ms']:.2f} ms" for e in est)
+    resources = "; ".join(
+        f"RF {e['reuse_factor']}: ≤ {100 * e['dsp_fraction_upper']:.0f}% of DSPs, BRAM "
+        f"{100 * e['bram_fraction']:.1f}% ({100 * e['bram_fraction_default_fifos']:.0f}% with "
+        f"default-depth FIFOs)"
+        for e in est
+    )
+    agreement = min(r["argmax_agreement"] for r in metrics["bit_accuracy"].values())
+    return {
+        "latency_batch1": f"not measured (no board); {where}, one image: {one_image}",
+        "latency_batch10": f"not measured (no board); {where}, per image of a stream: {streaming}",
+        "resources": f"not measured (no Vivado); {where}: {resources}",
+        "miou_16": f"{size}: {mious([16])}. 4-bit within 0.05 of 8-bit at 8–16 filters: "
+        f"{verdict('q4_close_to_q8_at_8_16_filters')}",
+        "miou_small": f"{size}: {mious([4, 8])}. mIoU rises with each step in filters: "
+        f"{verdict('miou_rises_with_filters')}; the 8-to-4-bit loss is largest at 4 filters: "
+        f"{verdict('q4_drops_most_at_4_filters')}",
+        "csim_bit_accuracy": f"hls4ml C simulation vs quantized PyTorch (float64): lowest "
+        f"pixel-argmax agreement {100 * agreement:.2f}% over {len(metrics['bit_accuracy'])} "
+        f"model(s)",
+    }
+
+
+def reading_notes(metrics: dict) -> str:
+    """The result in words, every statement computed from ``metrics``."""
+    claims = metrics["claims"]
+    rows = metrics["models"]
+    lines = []
+    filters = sorted({r["filters"] for r in rows.values()})
+    bit_widths = sorted({r["bits"] for r in rows.values() if r["bits"] is not None})
+    if "miou_rises_with_filters" in claims:
+        spans = "; ".join(
+            f"{_precision_label(b)} {_miou(metrics, filters[0], b):.3f} → "
+            f"{_miou(metrics, filters[-1], b):.3f}"
+            for b in [None, *bit_widths]
+        )
+        verdict = "rises" if claims["miou_rises_with_filters"] else "does **not** rise"
+        lines.append(
+            f"- **Filters.** From {filters[0]} to {filters[-1]} filters the test mIoU "
+            f"{verdict} for every precision ({spans})."
+        )
+    if "q4_close_to_q8_at_8_16_filters" in claims:
+        gaps = "; ".join(
+            f"{f} filters: {_miou(metrics, f, 4) - _miou(metrics, f, 8):+.3f}" for f in filters
+        )
+        verdict = (
+            "stays within 0.05 of"
+            if claims["q4_close_to_q8_at_8_16_filters"]
+            else "does **not** stay within 0.05 of"
+        )
+        lines.append(
+            f"- **4-bit vs 8-bit** (mIoU of hom4 minus hom8: {gaps}). At 8 and 16 "
+            f"filters 4-bit {verdict} 8-bit."
+        )
+        if "q4_drops_most_at_4_filters" in claims:
+            where = (
+                "largest at 4 filters, as in the authors' model files"
+                if claims["q4_drops_most_at_4_filters"]
+                else "not largest at 4 filters, unlike the authors' model files"
+            )
+            lines.append(
+                f"  The loss from 8 to 4 bits is {where} (their 4- and 8-filter numbers are "
+                "not verified: see the table)."
+            )
+    low = min(r["argmax_agreement"] for r in metrics["bit_accuracy"].values())
+    worst = max(r["max_abs_error"] for r in metrics["bit_accuracy"].values())
+    lines.append(
+        f"- **Bit accuracy.** Over {len(metrics['bit_accuracy'])} model(s), the C "
+        f"simulation agrees with the quantized PyTorch model on at least "
+        f"{100 * low:.2f} % of pixels; the largest logit difference is {worst:.3g}."
+    )
+    if not lines[:-1]:
+        lines.insert(
+            0,
+            "- This run has one filter count and one bit width: the trend claims "
+            "are tested only by the full profile.",
+        )
+    return "\n".join(lines)
+
+
+# -- the headline number and the numbers of the prose -----------------------------------------
+def _bit_widths(metrics: dict) -> list[int]:
+    return sorted({r["bits"] for r in metrics["models"].values() if r["bits"] is not None})
+
+
+def _filters(metrics: dict) -> list[int]:
+    return sorted({r["filters"] for r in metrics["models"].values()})
+
+
+def _data_name(metrics: dict) -> str:
+    data = metrics.get("data", "procedural")
+    return "Cityscapes" if data.startswith("Cityscapes") else "procedural scenes, not Cityscapes"
+
+
+def key_number(metrics: dict) -> str:
+    """Test mIoU of the quantized models with the most filters (the paper's key accuracy row)."""
+    top = _filters(metrics)[-1]
+    parts = [
+        f"{_precision_label(b)} {_miou(metrics, top, b):.3f}"
+        for b in _bit_widths(metrics)
+        if _miou(metrics, top, b) is not None
+    ]
+    return f"{top} filters: mIoU {', '.join(parts)} ({_data_name(metrics)})"
+
+
+def _chosen_estimate(metrics: dict) -> dict | None:
+    """The estimate row of the chosen model at the run's reuse factor (else its first row)."""
+    rows = [e for e in metrics["estimates"] if e["model"] == metrics["chosen_model"]]
+    at_rf = [e for e in rows if e["reuse_factor"] == metrics.get("reuse_factor")]
+    return (at_rf or rows or [None])[0]
+
+
+def prose_numbers(metrics: dict) -> dict[str, str]:
+    """The numbers the chapter's prose discusses, formatted."""
+    filters, bit_widths = _filters(metrics), _bit_widths(metrics)
+    checks = metrics["bit_accuracy"].values()
+    trend = "; ".join(
+        f"{_precision_label(b)} "
+        + " → ".join(f"{m:.3f}" for f in filters if (m := _miou(metrics, f, b)) is not None)
+        for b in [None, *bit_widths]
+    )
+    if {4, 8} <= set(bit_widths):
+        losses = {f: _miou(metrics, f, 8) - _miou(metrics, f, 4) for f in filters}
+        gaps = ", ".join(f"{-loss:+.3f} at {f} filters" for f, loss in losses.items())
+        worst = max(losses, key=losses.get)
+        worst_gap = f"{losses[worst]:.3f} at {worst} filters"
+    else:
+        gaps = worst_gap = "not run (this run has one bit width)"
+    frequencies = metrics.get("class_frequencies")
+    est = _chosen_estimate(metrics)
+    cpu = metrics["latency"].get("cpu, batch 1")
+    return {
+        "person_share": "not recorded" if frequencies is None else report.pct(frequencies[-1]),
+        "majority_miou": f"{metrics['majority_baseline']['miou']:.3f}",
+        "n_models": str(len(metrics["models"])),
+        "n_csim_models": str(len(metrics["bit_accuracy"])),
+        "csim_agreement_min": report.pct(min(r["argmax_agreement"] for r in checks), 2),
+        "csim_max_abs_error": f"{max(r['max_abs_error'] for r in checks):.3g}",
+        "filters_steps": " → ".join(str(f) for f in filters),
+        "miou_trend": trend,
+        "q4_minus_q8": gaps,
+        "q4_largest_loss": worst_gap,
+        "chosen_model": metrics["chosen_model"],
+        "estimate_rf": "—" if est is None else str(est["reuse_factor"]),
+        "estimate_latency": "—"
+        if est is None
+        else f"{est['latency_ms_low']:.2f}–{est['latency_ms_high']:.2f} ms",
+        "estimate_interval": "—" if est is None else f"{est['interval_ms']:.2f} ms",
+        "estimate_dsp": "—" if est is None else f"≤ {report.pct(est['dsp_fraction_upper'], 0)}",
+        "cpu_latency_batch1": "not measured" if cpu is None else f"{cpu:.2f} ms",
+    }
