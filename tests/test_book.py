@@ -90,6 +90,17 @@ def test_no_number_typed_into_the_prose(chapter):
     assert not typed, f"{chapter.id}: numbers typed into the prose (glue them): {typed}"
 
 
+@pytest.mark.parametrize(
+    "path",
+    sorted([*ROOT.glob("notebooks/ch*.md"), *ROOT.glob("book/**/*.md"), ROOT / "README.md"]),
+    ids=lambda p: p.name,
+)
+def test_prose_is_one_sentence_per_line(path):
+    """Diffs of the book's text stay readable: fix with python -m reprobook.prose FILE."""
+    text = path.read_text()
+    assert prose.rewrap(text) == text, f"{path.name}: run python -m reprobook.prose {path}"
+
+
 def test_no_committed_ipynb():
     tracked = subprocess.run(
         ["git", "ls-files", "notebooks/*.ipynb", "book/*.ipynb"],

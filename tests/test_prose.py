@@ -24,3 +24,20 @@ def test_names_with_numbers_are_not_results():
 
 def test_allow_list_takes_literals_whatever_the_spacing():
     assert prose.typed_numbers("random 80 % crops and 0.05 margin", ["80%", "0.05"]) == []
+
+
+def test_rewrap_puts_one_sentence_per_line_and_keeps_code_math_and_lists():
+    text = (
+        "First sentence. Second one, e.g. with an abbreviation.\n"
+        "Same paragraph $a. B$ goes on.\n\n"
+        "- An item. Its second sentence\n  continues here.\n"
+        "```python\nx = 1. Y = 2\n```\n"
+        "| a. B | c |\n"
+    )
+    assert prose.rewrap(text) == (
+        "First sentence.\nSecond one, e.g. with an abbreviation.\nSame paragraph $a. B$ goes on.\n\n"
+        "- An item.\n  Its second sentence continues here.\n"
+        "```python\nx = 1. Y = 2\n```\n"
+        "| a. B | c |\n"
+    )
+    assert prose.rewrap(prose.rewrap(text)) == prose.rewrap(text)

@@ -3,12 +3,14 @@
 ``typed_numbers`` finds decimals and percentages in Markdown outside math, code, links, roles
 and directive options; years and other integers, arXiv ids and version numbers are allowed, and a
 chapter lists any other literal it means (a setting written in words) in its front matter as
-``reprobook.typed_numbers``.
+``reprobook.typed_numbers``. ``rewrap`` puts Markdown prose one sentence per line, so that diffs of
+the book's text stay readable (``python -m reprobook.prose FILE...`` rewrites files in place).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 
 _STRIP = [
@@ -37,3 +39,106 @@ def typed_numbers(markdown: str, allowed: Iterable[str] = ()) -> list[str]:
     allowed = {a.replace(" ", "") for a in allowed}
     found = [m.group(0) for m in _NUMBER.finditer(strip_non_prose(markdown))]
     return [n for n in found if n.replace(" ", "") not in allowed]
+
+
+# --- one sentence per line ------------------------------------------------------------------
+
+_ABBREVIATIONS = (
+    "e.g.",
+    "i.e.",
+    "et al.",
+    "vs.",
+    "Fig.",
+    "Eq.",
+    "Sec.",
+    "No.",
+    "cf.",
+    "Tab.",
+    "Mach.",
+    "Sci.",
+)
+_SENTENCE_END = re.compile(r'(?<=[.!?])(\*\*|\*|\))?\s+(?=[A-Z*(\[$`"“_])')
+_ITEM = re.compile(r"^(\s*)([-*]|\d+\.)\s+")
+_FENCE = re.compile(r"^\s*(`{3,}|:{3,}|~{3,})")
+_KEEP = ("|", "#", "$$", "<", ":", "+++")
+
+
+def _sentences(text: str) -> list[str]:
+    """Split at sentence ends that are not abbreviations and not inside math or code."""
+    out, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.start() + len(match.group(1) or "")
+        chunk = text[start:end]
+        if chunk.endswith(_ABBREVIATIONS) or chunk.count("$") % 2 or chunk.count("`") % 2:
+            continue
+        out.append(chunk.strip())
+        start = match.end()
+    out.append(text[start:].strip())
+    return [s for s in out if s]
+
+
+def rewrap(md: str) -> str:
+    """``md`` with each prose paragraph and list item one sentence per line (code fences, math
+    blocks, tables, headings and directive lines as they are; front matter untouched)."""
+    lines = md.split("\n")
+    out: list[str] = []
+    para: list[str] = []
+    prefix = indent = ""
+    fence = None
+
+    def flush() -> None:
+        if para:
+            sentences = _sentences(" ".join(line.strip() for line in para))
+            out.append(prefix + sentences[0])
+            out.extend(indent + s for s in sentences[1:])
+            para.clear()
+
+    i = 0
+    if lines and lines[0] == "---" and "---" in lines[1:]:
+        i = lines.index("---", 1) + 1
+        out.extend(lines[:i])
+    for line in lines[i:]:
+        stripped = line.strip()
+        if fence:
+            out.append(line)
+            if stripped.startswith(fence) and not stripped.rstrip("`:~"):
+                fence = None
+            continue
+        opening = _FENCE.match(line)
+        if opening or not stripped or stripped.startswith(_KEEP):
+            flush()
+            out.append(line)
+            if opening and not opening.group(1).startswith(":"):
+                fence = opening.group(1)  # code and directives; colon fences hold Markdown
+            continue
+        item = _ITEM.match(line)
+        if item:
+            flush()
+            prefix, indent = item.group(0), " " * len(item.group(0))
+            para.append(line[len(prefix) :])
+            continue
+        if para:
+            depth = len(line) - len(line.lstrip())
+            outdented = prefix.strip() and depth < len(indent)
+            if not (outdented and depth <= len(prefix) - len(prefix.lstrip())):
+                para.append(line)
+                continue
+            flush()
+        prefix = indent = line[: len(line) - len(line.lstrip())]
+        para.append(line.lstrip())
+    flush()
+    return "\n".join(out)
+
+
+def main(paths: list[str]) -> int:
+    """Rewrite Markdown files in place, one sentence per line."""
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(rewrap(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
