@@ -35,7 +35,8 @@ def test_rewrap_puts_one_sentence_per_line_and_keeps_code_math_and_lists():
         "| a. B | c |\n"
     )
     assert prose.rewrap(text) == (
-        "First sentence.\nSecond one, e.g. with an abbreviation.\nSame paragraph $a. B$ goes on.\n\n"
+        "First sentence.\nSecond one, e.g. with an abbreviation.\n"
+        "Same paragraph $a. B$ goes on.\n\n"
         "- An item.\n  Its second sentence continues here.\n"
         "```python\nx = 1. Y = 2\n```\n"
         "| a. B | c |\n"

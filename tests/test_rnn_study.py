@@ -1,6 +1,7 @@
-"""Tests of the minGRU / minLSTM chapter's study layer (reprobook.rnn.study): the profiles and
-their checks, the speed variants, the speedups, the claims and findings written from a
-hand-made metrics dictionary, and tiny real runs of the equivalence, speed and copy studies.
+"""Tests of the minGRU / minLSTM chapter's study and report layers (reprobook.rnn.study and
+reprobook.rnn.report): the profiles and their checks, the speed variants, the speedups, the
+claims, findings and prose numbers written from a hand-made metrics dictionary, the chapter
+protocols, and tiny real runs of the equivalence, speed and copy studies.
 """
 
 import copy
@@ -10,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from reprobook import report
 from reprobook.rnn import cells, models, study
+from reprobook.rnn import report as chapter
 
 # --------------------------------------------------------------------------------------------
 # profiles
@@ -165,7 +168,7 @@ def test_speed_ratios_at():
 
 
 # --------------------------------------------------------------------------------------------
-# claims, can_read and findings on hand-made metrics
+# claims, can_read, findings and prose numbers on hand-made metrics
 # --------------------------------------------------------------------------------------------
 
 
@@ -201,13 +204,14 @@ def make_metrics(lengths=(512, 4096)) -> dict:
         },
     }  # fmt: skip
     metrics = {
+        "metrics_version": chapter.METRICS_VERSION,
         "equivalence": equivalence,
         "speed": speed,
         "speed_ratios_512": study.speed_ratios_at(speed, 512),
         "selective_copy": selective_copy,
         "char_lm": char_lm,
     }
-    metrics["claims"] = study.check_claims(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
     return metrics
 
 
@@ -219,7 +223,7 @@ CLAIMS = (
 
 
 def test_check_claims_all_true():
-    claims = study.check_claims(make_metrics())
+    claims = chapter.check_claims(make_metrics())
     assert claims == dict.fromkeys(CLAIMS, True)
 
 
@@ -266,7 +270,7 @@ BREAKERS = {
 def test_check_claims_each_false_alone(claim):
     metrics = make_metrics()
     BREAKERS[claim](metrics)
-    claims = study.check_claims(metrics)
+    claims = chapter.check_claims(metrics)
     assert claims == {c: c != claim for c in CLAIMS}
 
 
@@ -274,21 +278,90 @@ def test_check_claims_thresholds_are_inclusive():
     metrics = make_metrics()
     metrics["equivalence"]["mingru/float64/zero"]["parallel"] = 1e-5
     metrics["equivalence"]["mingru/float32/zero"]["parallel"] = 1e-3
-    claims = study.check_claims(metrics)
+    claims = chapter.check_claims(metrics)
     assert claims["modes_agree_float64"] and claims["modes_agree_float32"]
 
 
 def test_can_read():
     metrics = make_metrics()
-    assert study.can_read(metrics)
-    for key in ("equivalence", "speed", "speed_ratios_512", "selective_copy", "char_lm", "claims"):
+    assert report.can_read(chapter, metrics)
+    for key in ("equivalence", "speed", "speed_ratios_512", "selective_copy", "char_lm", "claims",
+                "metrics_version"):  # fmt: skip
         old = copy.deepcopy(metrics)
         del old[key]
-        assert not study.can_read(old)
+        assert not report.can_read(chapter, old)
+    assert not report.can_read(chapter, dict(metrics, metrics_version=chapter.METRICS_VERSION + 1))
+
+
+def test_protocols():
+    assert report.protocol_gaps(chapter, report.ChapterReport) == []
+    assert report.protocol_gaps(study, report.ChapterStudy) == []
+    assert set(chapter.HEADLINE_CLAIMS) <= set(chapter.CLAIMS)
+    assert set(chapter.CLAIMS) == set(CLAIMS)  # every id check_claims returns is described
+    assert not hasattr(study, "can_read") and not hasattr(study, "check_claims")
+
+
+def test_key_number():
+    assert chapter.key_number(make_metrics()) == (
+        "minGRU log-space scan trains 8.00× as fast as the GRU step loop at T = 512 (cpu)"
+    )
+    assert chapter.key_number(make_metrics(lengths=(256, 1024))).startswith(
+        "minGRU log-space scan trains not timed"
+    )
+
+
+def test_prose_numbers():
+    numbers = chapter.prose_numbers(make_metrics())
+    assert numbers == {
+        "eq_float64_worst": "1e-15",
+        "eq_float32_parallel": "2e-7",
+        "eq_float32_chunked": "1e-7",
+        "speed_device": "cpu",
+        "speed_batch": "64",
+        "speed_hidden": "128",
+        "tensor_mib_512": "16 MiB",
+        "mingru_parallel_vs_gru_step_512": "8.00×",
+        "copy_shallowest": "mingru 50.0 %, minlstm 60.0 %",
+        "copy_deepest": "mingru 95.0 %, minlstm 80.0 %",
+        "copy_depths": "1, 2, 3",
+        "lm_losses": "mingru 1.600, transformer 1.400",
+        "lm_gap_to_transformer": "mingru +0.200",
+        "lm_params": "1,000 to 1,000",
+        "lm_train_chars": "1,000",
+        "lm_seeds": "2",
+        "mingru_parallel_vs_sequential_512": "4.00×",
+        "mingru_chunked_vs_sequential_512": "2.00×",
+        "minlstm_parallel_vs_sequential_512": "4.00×",
+        "minlstm_chunked_vs_sequential_512": "2.00×",
+    }
+
+
+def test_prose_numbers_without_512_or_a_transformer():
+    metrics = make_metrics(lengths=(256, 1024))
+    del metrics["char_lm"]["models"]["transformer"]
+    numbers = chapter.prose_numbers(metrics)
+    assert numbers["mingru_chunked_vs_sequential_512"] == "not timed"
+    assert numbers["lm_gap_to_transformer"] == "no Transformer in this run"
+
+
+def test_reading_notes():
+    notes = chapter.reading_notes(make_metrics())
+    assert notes.startswith("**Reading the results** (speed measured on cpu):")
+    assert "- **mingru.** Against its own step loop, the log-space scan is 4.00× as fast" in notes
+    assert "- **Growth with T.** The log-space scan's speedup grows from T = 512" in notes
+    assert "mingru minus Transformer: +0.200 nats per character." in notes
+
+
+def test_paper_speedups():
+    from reprobook import anchors
+
+    speedups = chapter.paper_speedups(anchors.load_anchors("ch01-minrnn"))
+    assert set(speedups) == {512, 4096}
+    assert set(speedups[512]) == {"mingru", "minlstm"}
 
 
 def test_miniature_findings():
-    findings = study.miniature_findings(make_metrics())
+    findings = chapter.miniature_findings(make_metrics())
     assert set(findings) == {
         "speedup_512", "speedup_4096", "memory", "copy_1_layers", "copy_2_layers",
         "copy_3_layers", "char_lm",
@@ -318,7 +391,7 @@ def test_miniature_findings():
 
 
 def test_miniature_findings_when_4096_was_not_timed():
-    findings = study.miniature_findings(make_metrics(lengths=(256, 512)))
+    findings = chapter.miniature_findings(make_metrics(lengths=(256, 512)))
     assert findings["speedup_4096"] == "not timed at T = 4096 in this run"
     assert "8.00×" in findings["speedup_512"]
     assert "at T = 512" in findings["memory"]  # the longest length timed

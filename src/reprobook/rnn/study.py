@@ -5,6 +5,9 @@
 2. ``speed_study``: time and activation memory of one training step against sequence length.
 3. ``selective_copy_study``: accuracy of 1-, 2-, 3-layer min-RNNs on selective copying.
 4. ``char_lm_study``: test loss of minGRU, minLSTM, GRU and a Transformer of equal size.
+
+The reading of the metrics (claims, findings, notes, the numbers the prose discusses) lives in
+``reprobook.rnn.report``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -180,6 +182,13 @@ def speedup_table(speed: dict) -> dict[str, dict[str, float]]:
     }
 
 
+def speed_ratios_at(speed: dict, length: int) -> dict[str, float]:
+    """The speedups of ``speedup_table`` at one length (``nan`` where it was not timed)."""
+    return {
+        name: curve.get(str(length), float("nan")) for name, curve in speedup_table(speed).items()
+    }
+
+
 # --- 3. selective copying ----------------------------------------------------------------------
 
 
@@ -306,171 +315,3 @@ def char_lm_study(config: Config, seeds: Sequence[int]) -> dict:
             "seconds": sum(r["seconds"] for r in runs),
         }
     return out
-
-
-# --- claims and findings -----------------------------------------------------------------------
-
-
-def check_claims(metrics: dict) -> dict[str, bool]:
-    """Every claim the chapter tests, true or false, from the metrics alone."""
-    claims: dict[str, bool] = {}
-    eq = metrics["equivalence"]
-    claims["modes_agree_float64"] = all(
-        max(v.values()) <= 1e-5 for k, v in eq.items() if "/float64/" in k
-    )
-    claims["modes_agree_float32"] = all(
-        max(v.values()) <= 1e-3 for k, v in eq.items() if "/float32/" in k
-    )
-    ups = speedup_table(metrics["speed"])
-    ratios_512 = metrics["speed_ratios_512"]
-    claims["parallel_faster_than_sequential_512"] = all(
-        ratios_512[f"{c}/parallel vs {c}/sequential"] > 1 for c in MIN_CELLS
-    )
-    claims["chunked_faster_than_sequential_512"] = all(
-        ratios_512[f"{c}/chunked vs {c}/sequential"] > 1 for c in MIN_CELLS
-    )
-    grows = []
-    for c, base in (("mingru", "gru"), ("minlstm", "lstm")):
-        for slow in (f"{c}/sequential", f"{base}/step"):
-            curve = ups[f"{c}/parallel vs {slow}"]
-            lengths = sorted(curve, key=int)
-            grows.append(curve[lengths[-1]] > curve[lengths[0]])
-    claims["parallel_speedup_grows_with_length"] = all(grows)
-    copy = metrics["selective_copy"]
-    deeper = []
-    for per_depth in copy.values():
-        depths = sorted(per_depth, key=int)
-        shallow, deep = per_depth[depths[0]]["accuracy"], per_depth[depths[-1]]["accuracy"]
-        deeper.append(float(np.mean(deep)) > float(np.mean(shallow)))
-    claims["deeper_copies_better"] = all(deeper)
-    return claims
-
-
-def speed_ratios_at(speed: dict, length: int) -> dict[str, float]:
-    """The speedups of ``speedup_table`` at one length (``nan`` where it was not timed)."""
-    return {
-        name: curve.get(str(length), float("nan")) for name, curve in speedup_table(speed).items()
-    }
-
-
-def can_read(metrics: dict) -> bool:
-    """Whether ``metrics`` has the fields this version of the chapter reads."""
-    needed = ("equivalence", "speed", "speed_ratios_512", "selective_copy", "char_lm", "claims")
-    return all(k in metrics for k in needed)
-
-
-def _mean_sd(values: Sequence[float], scale: float = 1.0) -> str:
-    values = np.asarray(values, dtype=float) * scale
-    if len(values) == 1:
-        return f"{values[0]:.1f} (1 seed)"
-    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f} ({len(values)} seeds)"
-
-
-def miniature_findings(metrics: dict) -> dict[str, str]:
-    """What this run found, as text keyed by anchor id, for the paper-vs-miniature table."""
-    speed = metrics["speed"]
-    where = f"{speed['device']}, batch {speed['batch']}, hidden {speed['hidden']}"
-    findings: dict[str, str] = {}
-    ups = speedup_table(speed)
-    for length in ("512", "4096"):
-        parts = []
-        for c, base in (("mingru", "gru"), ("minlstm", "lstm")):
-            for mode in ("parallel", "chunked"):
-                value = ups[f"{c}/{mode} vs {base}/step"].get(length)
-                if value is not None:
-                    parts.append(f"{c} {mode}: {value:.2f}×")
-        findings[f"speedup_{length}"] = (
-            f"{'; '.join(parts)} vs our GRU/LSTM step loop ({where})" if parts
-            else f"not timed at T = {length} in this run"
-        )  # fmt: skip
-    timings = speed["timings"]
-    t_max = max(timings["mingru/parallel"], key=int)
-    memory = timings["mingru/parallel"][t_max]["activation_bytes"] / max(
-        timings["gru/step"][t_max]["activation_bytes"], 1
-    )
-    findings["memory"] = (
-        f"minGRU parallel keeps {memory:.2f}× the activation memory of the GRU step loop "
-        f"at T = {t_max} ({where})"
-    )
-    copy = metrics["selective_copy"]
-    for depth in ("1", "2", "3"):
-        parts = [f"{cell} {_mean_sd(per_depth[depth]['accuracy'], 100)}"
-                 for cell, per_depth in copy.items() if depth in per_depth]  # fmt: skip
-        if parts:
-            findings[f"copy_{depth}_layers"] = "; ".join(parts) + " % per-token accuracy"
-    lm = metrics["char_lm"]["models"]
-    parts = [f"{kind} {np.mean(m['test_loss']):.3f}" for kind, m in lm.items()]
-    findings["char_lm"] = (
-        f"test loss (nats/char, mean of {len(next(iter(lm.values()))['test_loss'])} seeds): "
-        + ", ".join(parts) + f"; on {metrics['char_lm']['corpus']['source']}, not Shakespeare"
-    )  # fmt: skip
-    return findings
-
-
-def paper_speedups(anchor_map: dict) -> dict[int, dict[str, float]]:
-    """The paper's speedups ``{T: {cell: x}}`` from the anchors' ``value`` fields, for plots."""
-    return {
-        int(anchor_id.removeprefix("speedup_")): dict(anchor.value)
-        for anchor_id, anchor in anchor_map.items()
-        if anchor_id.startswith("speedup_") and anchor.value
-    }
-
-
-def reading_notes(metrics: dict) -> str:
-    """The chapter's reading of a run, as Markdown, every statement computed from ``metrics``."""
-    claims = metrics["claims"]
-    speed = metrics["speed"]
-    ups = speedup_table(speed)
-    lengths = sorted(next(iter(ups.values())), key=int)
-    t_min, t_max = lengths[0], lengths[-1]
-    lines = [f"**Reading the results** (speed measured on {speed['device']}):", ""]
-    for c in MIN_CELLS:
-        log_seq = ups[f"{c}/parallel vs {c}/sequential"]
-        chunk_seq = ups[f"{c}/chunked vs {c}/sequential"]
-        lines.append(
-            f"- **{c}.** Against its own step loop, the log-space scan is "
-            f"{log_seq[t_min]:.2f}× as fast at T = {t_min} and {log_seq[t_max]:.2f}× at "
-            f"T = {t_max}; the chunked scan {chunk_seq[t_min]:.2f}× and {chunk_seq[t_max]:.2f}×."
-        )
-    grows = claims["parallel_speedup_grows_with_length"]
-    lines.append(
-        "- **Growth with T.** The log-space scan's speedup "
-        + ("grows" if grows else "does **not** grow")
-        + f" from T = {t_min} to T = {t_max} against both the min-cell and the classic step loops."
-        + ("" if grows else " The paper's growing speedup is not reproduced on this device.")
-    )
-    timings = speed["timings"]
-    memory = timings["mingru/parallel"][t_max]["activation_bytes"] / max(
-        timings["gru/step"][t_max]["activation_bytes"], 1
-    )
-    lines.append(
-        f"- **Memory.** At T = {t_max} the log-space minGRU keeps {memory:.2f}× the activation "
-        "memory of the GRU step loop."
-    )
-    copy = metrics["selective_copy"]
-    parts = []
-    for cell, per_depth in copy.items():
-        depths = sorted(per_depth, key=int)
-        accs = ", ".join(
-            f"{d} layer{'s' if d != '1' else ''} {100 * np.mean(per_depth[d]['accuracy']):.1f} %"
-            for d in depths
-        )
-        parts.append(f"{cell}: {accs}")
-    lines.append(
-        "- **Selective copying.** "
-        + "; ".join(parts)
-        + ". The deepest models copy "
-        + ("better" if claims["deeper_copies_better"] else "**not** better")
-        + " than one layer."
-    )
-    lm = metrics["char_lm"]["models"]
-    losses = {kind: float(np.mean(m["test_loss"])) for kind, m in lm.items()}
-    best = min(losses, key=losses.get)
-    text = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
-    lines.append(f"- **Language model.** Test loss {text}; the lowest is {best}.")
-    if "transformer" in losses:
-        for c in MIN_CELLS:
-            if c in losses:
-                gap = losses[c] - losses["transformer"]
-                lines.append(f"  - {c} minus Transformer: {gap:+.3f} nats per character.")
-    return "\n".join(lines)
