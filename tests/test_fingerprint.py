@@ -96,3 +96,8 @@ def test_write_and_load_round_trip(fake_root, tmp_path):
     path.write_text(json.dumps({**made, "fingerprint_version": 0}))
     with pytest.raises(ValueError, match="fingerprint_version"):
         fingerprint.load(chapter.id, tmp_path)
+
+
+def test_a_metric_that_was_zero_has_no_relative_change():
+    (moved,) = fingerprint.moved_metrics({"a": 0}, {"a": 2})
+    assert moved.describe() == "a: 0 -> 2 (by +2)"

@@ -106,10 +106,10 @@ class Moved:
         )
         if numbers:
             delta = self.after - self.before
-            rel = abs(delta) / max(abs(self.before), 1e-300)
-            return (
-                f"{self.path}: {self.before!r} -> {self.after!r} (by {delta:+.3g}, rel {rel:.2g})"
-            )
+            change = f"by {delta:+.3g}"
+            if self.before:
+                change += f", rel {abs(delta) / abs(self.before):.2g}"
+            return f"{self.path}: {self.before!r} -> {self.after!r} ({change})"
         return f"{self.path}: {self.before!r} -> {self.after!r}"
 
 
