@@ -31,17 +31,6 @@ IDS = [c.id for c in CHAPTERS]
 ROOT = repo_root()
 
 
-def _finite_leaves(obj, path="metrics"):
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _finite_leaves(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _finite_leaves(value, f"{path}[{i}]")
-    elif isinstance(obj, float):
-        yield path, math.isfinite(obj)
-
-
 def test_some_chapter_exists():
     assert CHAPTERS, "no chapter notebooks found in notebooks/"
 
@@ -120,7 +109,11 @@ def test_chapter_smoke_run(chapter, run_smoke):
     metrics = json.loads((out / "metrics.json").read_text())
     missing = set(chapter.metrics_keys) - set(metrics)
     assert not missing, f"metrics.json lacks declared keys {sorted(missing)}"
-    bad = [path for path, ok in _finite_leaves(metrics) if not ok]
+    bad = [
+        path
+        for path, value in fingerprint.flatten(metrics)
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
     assert not bad, f"non-finite metrics: {bad}"
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["profile"] == "smoke" and provenance["wall_time_s"] > 0

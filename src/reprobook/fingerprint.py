@@ -63,14 +63,15 @@ def volatile_patterns(chapter: Chapter) -> tuple[str, ...]:
     return VOLATILE_DEFAULT + tuple(chapter.volatile_metrics)
 
 
-def flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Leaves of nested dicts and lists as ``(dotted.path, value)``; list items by index."""
+def flatten(obj: Any, prefix: str = "", into_lists: bool = True) -> Iterator[tuple[str, Any]]:
+    """Leaves of nested dicts (and lists, items by index, unless ``into_lists`` is False, when a
+    list is one leaf) as ``(dotted.path, value)``."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, list):
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key), into_lists)
+    elif isinstance(obj, list) and into_lists:
         for i, value in enumerate(obj):
-            yield from flatten(value, f"{prefix}.{i}" if prefix else str(i))
+            yield from flatten(value, f"{prefix}.{i}" if prefix else str(i), into_lists)
     else:
         yield prefix, obj
 

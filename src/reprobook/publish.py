@@ -51,12 +51,15 @@ def tagged(nb: nbformat.NotebookNode, tag: str) -> list[Any]:
 
 def _compress_png(data: str) -> str:
     """A PNG re-encoded with a 256-colour palette: a third of the size for line plots."""
-    image = Image.open(io.BytesIO(base64.b64decode(data)))
-    palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    raw = base64.b64decode(data)
+    palette = (
+        Image.open(io.BytesIO(raw))
+        .convert("RGB")
+        .quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    )
     out = io.BytesIO()
     palette.save(out, format="PNG", optimize=True)
     smaller = out.getvalue()
-    raw = base64.b64decode(data)
     return base64.b64encode(smaller if len(smaller) < len(raw) else raw).decode("ascii")
 
 

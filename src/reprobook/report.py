@@ -183,7 +183,7 @@ def results_to_show(
     if full.available and can_read(report, full.metrics):
         prov = full.provenance
         return Shown(
-            full.metrics, f"the committed full run: {full.message}", "full",
+            full.metrics, f"the committed full run: {full.message.rstrip('.')}", "full",
             float(prov.get("wall_time_s", 0.0)), str(prov.get("device", "?")),
         )  # fmt: skip
     why = "no full run found" if not full.available else "the full artefacts are an older layout"
@@ -324,11 +324,6 @@ def glue_prose(report: ModuleType, metrics: dict) -> dict[str, str]:
     values = report.prose_numbers(metrics)
     glue(values)
     return values
-
-
-def takeaways(items: Sequence[str]) -> str:
-    """A Markdown bullet list."""
-    return "\n".join(f"- {item}" for item in items)
 
 
 def pct(x: float, digits: int = 1) -> str:

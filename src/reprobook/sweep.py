@@ -28,7 +28,7 @@ from typing import Any, TypedDict
 import nbformat
 import pandas as pd
 
-from reprobook import runner
+from reprobook import fingerprint, runner
 from reprobook.chapters import Chapter, repo_root
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -305,13 +305,8 @@ def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, int | float | b
 
     Lists, strings and ``None`` are left out.
     """
-    flat: dict[str, int | float | bool] = {}
-    if isinstance(metrics, Mapping):
-        for key, value in metrics.items():
-            flat.update(flatten_metrics(value, f"{prefix}{key}."))
-    elif isinstance(metrics, bool | int | float):
-        flat[prefix[:-1]] = metrics
-    return flat
+    leaves = fingerprint.flatten(metrics, prefix, into_lists=False)
+    return {path: value for path, value in leaves if isinstance(value, bool | int | float)}
 
 
 def read_metrics(run_dir: Path) -> dict[str, int | float | bool]:
