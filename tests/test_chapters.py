@@ -109,9 +109,12 @@ def test_chapter_package_and_volatile_metrics_are_read_and_checked(tmp_path):
     source.write_text(body % "  package: gfn\n  volatile_metrics: ['speed*']\n")
     chapter = chapters.load_chapter(source)
     assert chapter.package == "gfn" and chapter.volatile_metrics == ("speed*",)
-    source.write_text(body % "  package: [gfn]\n")
-    with pytest.raises(ValueError, match="package"):
-        chapters.load_chapter(source)
+    source.write_text(body % "  package: gfn.generalization\n")
+    assert chapters.load_chapter(source).package == "gfn.generalization"
+    for bad in ("[gfn]", "gfn..x", "Gfn", "gfn.1x"):
+        source.write_text(body % f"  package: {bad}\n")
+        with pytest.raises(ValueError, match="package"):
+            chapters.load_chapter(source)
     source.write_text(body % "  volatile_metrics: speed\n")
     with pytest.raises(ValueError, match="volatile_metrics"):
         chapters.load_chapter(source)
@@ -124,4 +127,5 @@ def test_every_chapter_declares_an_existing_package():
     package_root = Path(results.__file__).parent
     for chapter in chapters.find_chapters():
         assert chapter.package, f"{chapter.id} should declare reprobook.package"
-        assert (package_root / chapter.package / "__init__.py").is_file(), chapter.id
+        folder = package_root / chapter.package.replace(".", "/")
+        assert (folder / "__init__.py").is_file(), chapter.id

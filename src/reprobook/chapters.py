@@ -76,6 +76,15 @@ def read_front_matter(path: Path) -> dict:
     return yaml.safe_load(text[3:end]) or {}
 
 
+def is_package_name(name: object) -> bool:
+    """A lower-case package path under ``reprobook``, maybe dotted: ``gfn.generalization``."""
+    return (
+        isinstance(name, str)
+        and name == name.lower()
+        and all(part.isidentifier() for part in name.split("."))
+    )
+
+
 def load_chapter(path: Path) -> Chapter:
     """Read one chapter's declared metadata, checking it is complete."""
     meta = read_front_matter(path).get("reprobook")
@@ -95,8 +104,11 @@ def load_chapter(path: Path) -> Chapter:
             "staleness); remove it"
         )
     package = meta.get("package")
-    if package is not None and not (isinstance(package, str) and package.isidentifier()):
-        raise ValueError(f"{path}: 'reprobook.package' must be a package name, e.g. safety")
+    if package is not None and not is_package_name(package):
+        raise ValueError(
+            f"{path}: 'reprobook.package' must be a package name under reprobook, e.g. safety or "
+            "gfn.generalization"
+        )
     volatile = meta.get("volatile_metrics") or []
     if not isinstance(volatile, list) or not all(isinstance(p, str) and p for p in volatile):
         raise ValueError(f"{path}: 'reprobook.volatile_metrics' must be a list of patterns")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reprobook.chapters import CHAPTER_PATTERN, repo_root
+from reprobook.chapters import CHAPTER_PATTERN, is_package_name, repo_root
 
 TEMPLATE = Path("notebooks") / "_template.md"
 
@@ -144,8 +144,11 @@ def new_chapter(chapter_id: str, title: str, part: str, package: str) -> list[Pa
     """Create a chapter's skeleton; return the files written. Refuses to overwrite anything."""
     if not CHAPTER_PATTERN.match(chapter_id):
         raise ValueError(f"chapter id {chapter_id!r} must look like ch14-short-slug")
-    if not package.isidentifier() or not package.islower():
-        raise ValueError(f"package {package!r} must be a lower-case Python name, e.g. cells")
+    if not is_package_name(package):
+        raise ValueError(
+            f"package {package!r} must be a lower-case Python name, e.g. cells or "
+            "gfn.generalization"
+        )
     if not title.strip():
         raise ValueError("the title must not be empty")
     root = repo_root()
@@ -165,14 +168,14 @@ def new_chapter(chapter_id: str, title: str, part: str, package: str) -> list[Pa
     written.append(anchors)
     toc_path.write_text(toc)
     written.append(toc_path)
-    pkg = root / "src" / "reprobook" / package
+    pkg = root / "src" / "reprobook" / package.replace(".", "/")
     if not pkg.exists():
         pkg.mkdir(parents=True)
         stubs = {
             pkg / "__init__.py": f'"""{title}: the {package} topic package."""\n',
             pkg / "study.py": STUDY_STUB.format(**fields),
             pkg / "report.py": REPORT_STUB.format(**fields),
-            root / "tests" / f"test_{package}.py": TEST_STUB.format(**fields),
+            root / "tests" / f"test_{package.replace('.', '_')}.py": TEST_STUB.format(**fields),
         }
         for path, text in stubs.items():
             path.write_text(text)

@@ -67,9 +67,11 @@ def teacher_reward(
     return torch.log1p(1e-3 + delta**2 * weight) * reward**alpha
 
 
-def build_tb_gflownet(env: HyperGrid, hidden_dim: int = 256, n_layers: int = 2) -> TBGFlowNet:
-    """A TB GFlowNet: LeakyReLU MLP forward policy on the one-hot (K-hot) state, uniform
-    backward policy (over the parents the environment's backward masks allow)."""
+def policy_estimators(
+    env: HyperGrid, hidden_dim: int = 256, n_layers: int = 2
+) -> tuple[DiscretePolicyEstimator, DiscretePolicyEstimator]:
+    """The grid GFlowNets' policies: a LeakyReLU MLP forward policy on the one-hot (K-hot) state
+    and the uniform backward policy (over the parents the environment's backward masks allow)."""
     preprocessor = KHotPreprocessor(env.height, env.ndim)
     forward_module = MLP(
         input_dim=preprocessor.output_dim,
@@ -83,6 +85,12 @@ def build_tb_gflownet(env: HyperGrid, hidden_dim: int = 256, n_layers: int = 2) 
         DiscreteUniform(env.n_actions - 1), env.n_actions, preprocessor=preprocessor,
         is_backward=True,
     )  # fmt: skip
+    return pf, pb
+
+
+def build_tb_gflownet(env: HyperGrid, hidden_dim: int = 256, n_layers: int = 2) -> TBGFlowNet:
+    """A TB GFlowNet on ``policy_estimators`` with log Z initialised at 0."""
+    pf, pb = policy_estimators(env, hidden_dim, n_layers)
     return TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0)
 
 

@@ -1,0 +1,1 @@
+"""On generalization for generative flow networks: the gfn.generalization topic package."""
