@@ -71,8 +71,15 @@ def test_check_is_current_then_names_each_change(fake_root):
     assert not moved.current
     assert "score: 0.5 -> 0.75" in moved.message() and "make run CH=ch99" in moved.message()
 
+    # Pinning something new changes nothing; a version the run imported does.
     (fake_root / "requirements.txt").write_text("torch==2.13.0\nnumpy==1.26.4\n")
-    assert fingerprint.check(chapter, made).requirements_changed
+    assert fingerprint.check(chapter, made).current
+    shifted = {**made, "distributions": {**made["distributions"], "numpy": "0.0.1"}}
+    changed = fingerprint.check(chapter, shifted)
+    assert changed.requirements_changed and not changed.current
+    assert "numpy 0.0.1 -> " in changed.message()
+    gone = {**made, "distributions": {"no-such-distribution": "1.0"}}
+    assert "not installed" in fingerprint.check(chapter, gone).message()
 
     source = chapter.source.read_text().replace("x = 1", "x = 2")
     chapter.source.write_text(source)
@@ -101,3 +108,47 @@ def test_write_and_load_round_trip(fake_root, tmp_path):
 def test_a_metric_that_was_zero_has_no_relative_change():
     (moved,) = fingerprint.moved_metrics({"a": 0}, {"a": 2})
     assert moved.describe() == "a: 0 -> 2 (by +2)"
+
+
+def test_make_records_the_distributions_this_process_imported(fake_root):
+    import numpy
+
+    chapter = _chapter(fake_root)
+    made = fingerprint.make(chapter, {"score": 1.0}, None)
+    assert made["fingerprint_version"] == 2
+    assert made["distributions"]["numpy"] == numpy.__version__
+    assert "reprobook" not in made["distributions"]
+    given = fingerprint.make(chapter, {"score": 1.0}, None, distributions={"torch": "9"})
+    assert given["distributions"] == {"torch": "9"}
+
+
+def _version_1(chapter, smoke):
+    made = fingerprint.make(chapter, smoke, "a" * 40)
+    del made["distributions"]
+    return {
+        **made,
+        "fingerprint_version": 1,
+        "requirements_sha256": fingerprint.requirements_hash(),
+    }
+
+
+def test_version_1_records_are_checked_by_the_requirement_files(fake_root):
+    chapter = _chapter(fake_root)
+    old = _version_1(chapter, {"score": 1.0})
+    assert fingerprint.check(chapter, old).current
+    (fake_root / "constraints.txt").write_text("torch==2.13.0\nscipy==1.17.1\n")
+    verdict = fingerprint.check(chapter, old)
+    assert verdict.requirements_changed and "version 1 record" in verdict.message()
+
+
+def test_migrate_only_rewrites_a_current_version_1_record(fake_root):
+    chapter = _chapter(fake_root)
+    old = _version_1(chapter, {"score": 1.0})
+    new = fingerprint.migrate(chapter, old, {"score": 1.0}, {"torch": "2.13.0"})
+    assert new["fingerprint_version"] == 2 and new["distributions"] == {"torch": "2.13.0"}
+    assert "requirements_sha256" not in new and new["smoke_metrics"] == old["smoke_metrics"]
+    assert new["git_sha"] == old["git_sha"] and "migrated" in new["note"]
+    with pytest.raises(ValueError, match="stale"):
+        fingerprint.migrate(chapter, old, {"score": 2.0}, {"torch": "2.13.0"})
+    with pytest.raises(ValueError, match="only version 1"):
+        fingerprint.migrate(chapter, new, {"score": 1.0}, {})

@@ -1,10 +1,154 @@
-"""Unit tests of reprobook.gfn.generalization."""
+"""Tests of chapter 5's library: the four objectives (reprobook.gfn.objectives), the length split,
+offline training and exact metrics (reprobook.gfn.length), and the chapter's study, report and
+figures (reprobook.gfn.generalization).
 
+Hand cases for the metrics and the split; training runs on a 2-D grid of height 5 with a 16-unit
+MLP for 20 iterations, on one torch thread. Claims and tables are tested on hand-made metrics.
+"""
+
+import copy
+import math
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+import torch
+from gfn.samplers import Sampler
 
-from reprobook import report
+from reprobook import anchors, report
+from reprobook.gfn import exact, length, objectives
+from reprobook.gfn.generalization import plots, study
 from reprobook.gfn.generalization import report as chapter
-from reprobook.gfn.generalization import study
+
+matplotlib.use("Agg")
+CHAPTER = "ch05-gflownet-generalization"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- the split and the metrics ----------------------------------------------------------------
+
+
+def test_seen_mask_by_hand():
+    seen = length.seen_mask(2, 5, 3)
+    assert seen.reshape(5, 5)[0].tolist() == [True, True, True, True, False]
+    assert seen.sum() == 10  # ||x||_1 <= 3 on a 5 x 5 grid: 1 + 2 + 3 + 4
+    for bad in (0, 8):
+        with pytest.raises(ValueError, match="max_length"):
+            length.seen_mask(2, 5, bad)
+
+
+def test_jsd_by_hand():
+    assert length.jsd([1.0, 0.0], [0.0, 1.0]) == pytest.approx(math.log(2))
+    assert length.jsd([0.3, 0.7], [0.3, 0.7]) == 0.0
+
+
+def test_metrics_of_the_exact_target_are_zero():
+    env = length.make_grid(2, 5)
+    log_r = length.grid_log_reward(env)
+    target = np.exp(log_r) / np.exp(log_r).sum()
+    seen = length.seen_mask(2, 5, 4)
+    m = length.generalisation_metrics(
+        target, float(np.log(np.exp(log_r).sum())), log_r, seen, exact.levels(2, 5)
+    )
+    for key in ("l1_unseen", "jsd_unseen", "l1_full", "log_reward_rmse_unseen"):
+        assert m[key] == pytest.approx(0.0, abs=1e-12), key
+    assert m["mass_unseen_model"] == pytest.approx(m["mass_unseen_target"])
+    assert m["total_mass"] == pytest.approx(1.0)
+    assert m["lengths"] == list(range(9))
+
+
+def test_metrics_of_a_shifted_log_z():
+    """A model right up to its partition estimate: every log-reward is off by the same shift."""
+    env = length.make_grid(2, 5)
+    log_r = length.grid_log_reward(env)
+    target = np.exp(log_r) / np.exp(log_r).sum()
+    shift = 0.3
+    m = length.generalisation_metrics(
+        target, float(np.log(np.exp(log_r).sum())) + shift, log_r, length.seen_mask(2, 5, 4),
+        exact.levels(2, 5),
+    )  # fmt: skip
+    assert m["log_reward_rmse_seen"] == pytest.approx(shift)
+    assert m["log_reward_rmse_unseen"] == pytest.approx(shift)
+    assert m["l1_unseen"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_make_grid_rejects_bad_input():
+    with pytest.raises(ValueError, match="height"):
+        length.make_grid(2, 3)
+    with pytest.raises(ValueError, match="R0"):
+        length.make_grid(2, 8, R0=0.0)
+    with pytest.raises(ValueError, match="ndim"):
+        length.make_grid(0, 8)
+
+
+# --- objectives and training ------------------------------------------------------------------
+
+
+def test_backward_trajectories_end_where_asked():
+    torch.manual_seed(0)
+    env = length.make_grid(2, 5)
+    gflownet = objectives.build_gflownet("tb", env, hidden_dim=8)
+    ends = torch.tensor([[3, 1], [0, 0], [4, 4]])
+    trajectories = length.backward_trajectories(env, Sampler(gflownet.pb), ends)
+    assert torch.equal(trajectories.terminating_states.tensor, ends)
+    assert trajectories.states.tensor[0].eq(0).all()  # every one starts at s0
+
+
+@pytest.mark.parametrize("loss", objectives.LOSSES)
+def test_every_objective_trains_and_is_measured_exactly(loss):
+    settings = length.OfflineSettings(n_iterations=20, hidden_dim=16, record_every=5)
+    run = length.run_split(loss, 2, 5, 4, settings, seed=0, keep_terminal=True, progress=False)
+    assert len(run.loss_history) == 4 and all(np.isfinite(run.loss_history))
+    assert sum(run.terminal) == pytest.approx(1.0)
+    assert run.metrics["total_mass"] == pytest.approx(1.0)
+    assert run.summary()["loss"] == loss
+
+
+def test_objectives_are_torchgfn_s():
+    env = length.make_grid(2, 5)
+    fldb = objectives.build_gflownet("fldb", env, hidden_dim=8)
+    assert fldb.forward_looking and not objectives.build_gflownet("db", env, 8).forward_looking
+    with pytest.raises(ValueError, match="valid losses"):
+        objectives.build_gflownet("fm", env)
+
+
+def test_log_partition_conventions():
+    torch.manual_seed(0)
+    env = length.make_grid(2, 5)
+    s0 = env.States(env.s0.unsqueeze(0))
+    tb = objectives.build_gflownet("tb", env, hidden_dim=8)
+    assert objectives.log_partition(tb, env) == 0.0  # log Z starts at 0
+    db = objectives.build_gflownet("db", env, hidden_dim=8)
+    assert objectives.log_partition(db, env) == pytest.approx(float(db.logF(s0).detach()))
+    fldb = objectives.build_gflownet("fldb", env, hidden_dim=8)
+    expected = float(fldb.logF(s0).detach()) + float(env.log_reward(s0))
+    assert objectives.log_partition(fldb, env) == pytest.approx(expected)
+
+
+def test_optimizer_puts_only_tb_log_z_on_its_rate():
+    env = length.make_grid(2, 5)
+    tb = objectives.optimizer(objectives.build_gflownet("tb", env, 8), 1e-3, 1e-1)
+    assert [g["lr"] for g in tb.param_groups] == [1e-3, 1e-1]
+    db = objectives.optimizer(objectives.build_gflownet("db", env, 8), 1e-3, 1e-1)
+    assert [g["lr"] for g in db.param_groups] == [1e-3, 1e-3]
+
+
+def test_offline_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="n_iterations"):
+        length.OfflineSettings(n_iterations=0)
+    with pytest.raises(ValueError, match="learning rates"):
+        length.OfflineSettings(n_iterations=5, lr=0.0)
+
+
+# --- the chapter's study, claims and tables ---------------------------------------------------
 
 
 def test_protocols():
@@ -12,11 +156,99 @@ def test_protocols():
     assert not report.protocol_gaps(study, report.ChapterStudy)
 
 
-def test_unknown_profile_is_refused():
+def test_config_checks():
     with pytest.raises(ValueError, match="valid profiles"):
         study.resolve_config("nope")
+    with pytest.raises(ValueError, match="splits must be"):
+        study.resolve_config("smoke", splits=[[2, 8, 14]])
+    with pytest.raises(ValueError, match="losses must be"):
+        study.resolve_config("smoke", losses=["tb", "tb"])
+    with pytest.raises(ValueError, match="stability_grid must be"):
+        study.resolve_config("smoke", stability_grid=[2, 9, 5])
+    assert study.resolve_config("full").losses == list(objectives.LOSSES)
 
 
-def test_claims_on_a_hand_case():
-    assert chapter.check_claims({"mean": 0.0, "n": 100}) == {"sanity": True}
-    assert chapter.check_claims({"mean": 1.0, "n": 100}) == {"sanity": False}
+@pytest.fixture(scope="module")
+def tiny_metrics() -> dict:
+    config = study.resolve_config(
+        "smoke", splits=[[2, 5, 4]], losses=list(objectives.LOSSES), n_seeds=2, n_iterations=20,
+        hidden_dim=16, stability_eps=[0.0, 0.5, 2.0],
+    )  # fmt: skip
+    metrics = study.run_all(config, [0, 1], progress=False)
+    metrics["claims"] = chapter.check_claims(metrics)
+    return metrics
+
+
+def test_study_layout_and_claims(tiny_metrics):
+    m = tiny_metrics
+    assert report.can_read(chapter, m)
+    split = m["splits"][0]
+    assert split["n_seen"] + split["n_unseen"] == split["n_states"] == 25
+    assert set(split["by_length"]) == set(objectives.LOSSES)
+    assert len(split["runs"]["tb"]) == 2 and split["runs"]["tb"][0]["terminal"] is not None
+    assert split["runs"]["tb"][1]["terminal"] is None  # maps keep the first seed only
+    claims = m["claims"]
+    for name in ("exact_mass", "paths_match_terminal", "stability_under_bound"):
+        assert claims[name], name
+    assert set(chapter.COMPARISONS) <= set(claims)
+
+
+def _with_unseen_errors(metrics: dict, errors: dict[str, list[float]]) -> dict:
+    m = copy.deepcopy(metrics)
+    for loss, values in errors.items():
+        for run, value in zip(m["splits"][0]["runs"][loss], values, strict=True):
+            run["metrics"]["log_reward_rmse_unseen"] = value
+    return m
+
+
+def test_ranking_claims_need_a_consistent_difference(tiny_metrics):
+    clear = _with_unseen_errors(
+        tiny_metrics, {"tb": [1.0, 1.1], "db": [0.8, 0.85], "fldb": [0.5, 0.52], "subtb": [1, 1]}
+    )
+    claims = chapter.check_claims(clear)
+    assert claims["db_beats_tb"] and claims["fldb_beats_db"]
+    noisy = _with_unseen_errors(
+        tiny_metrics, {"tb": [1.0, 1.0], "db": [0.5, 1.4], "fldb": [0.5, 0.52], "subtb": [1, 1]}
+    )
+    assert not chapter.check_claims(noisy)["db_beats_tb"]  # lower on average, not consistently
+    reversed_ = _with_unseen_errors(
+        tiny_metrics, {"tb": [0.5, 0.52], "db": [0.8, 0.85], "fldb": [0.5, 0.52], "subtb": [1, 1]}
+    )
+    assert not chapter.check_claims(reversed_)["db_beats_tb"]
+
+
+def test_a_point_above_the_bound_fails_the_claim(tiny_metrics):
+    m = copy.deepcopy(tiny_metrics)
+    m["stability"]["random_signs"]["tv_trajectories"][-1] = m["stability"]["bound"][-1] + 1e-6
+    assert not chapter.check_claims(m)["stability_under_bound"]
+
+
+def test_tables_findings_and_numbers(tiny_metrics):
+    table = chapter.results_table(tiny_metrics)
+    assert len(table) == len(objectives.LOSSES)
+    comparisons = chapter.comparisons_table(tiny_metrics)
+    assert len(comparisons) == len(chapter.COMPARISONS)
+    findings = chapter.miniature_findings(tiny_metrics)
+    assert set(findings) <= set(anchors.load_anchors(CHAPTER))
+    assert chapter.KEY_ANCHOR in findings
+    numbers = chapter.prose_numbers(tiny_metrics)
+    assert numbers["n_pairs"] == "2" and "TB" in numbers["ranking_unseen"]
+    assert "log-reward" in chapter.key_number(tiny_metrics)
+
+
+def test_prose_numbers_without_the_dl_objectives(tiny_metrics):
+    m = copy.deepcopy(tiny_metrics)
+    m["losses"] = ["tb", "db"]
+    for split in m["splits"]:
+        split["runs"] = {k: split["runs"][k] for k in m["losses"]}
+    claims = chapter.check_claims(m)
+    assert "fldb_beats_db" not in claims and "db_beats_tb" in claims
+    assert chapter.prose_numbers(m)["diff_fldb_beats_db"] == "not run in this profile"
+
+
+def test_figures_draw(tiny_metrics):
+    for draw in (plots.plot_split_maps, plots.plot_error_by_length, plots.plot_stability,
+                 plots.plot_training_loss):  # fmt: skip
+        fig = draw(tiny_metrics)
+        assert fig.axes
+        plt.close(fig)

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from conftest import _chapter_md
-from reprobook import chapters, runner
+from reprobook import chapters, fingerprint, runner
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_run_chapter_refuses_bad_parameters_before_running(fake_root):
     assert not output.exists()
 
 
-# The three tests below start a real Jupyter kernel through papermill (a few seconds each).
+# The tests below that run a chapter start a real Jupyter kernel (a few seconds each).
 
 
 def test_run_chapter_end_to_end(fake_root, tmp_path):
@@ -186,3 +186,32 @@ def test_parse_value_keeps_empty_text_and_refuses_broken_lists():
 def test_bool_is_not_a_float_parameter(budget_chapter):
     with pytest.raises(ValueError, match="must be float"):
         runner.validate_parameters(budget_chapter, DEFAULTS, {"C": True})
+
+
+def test_migrate_fingerprint_rewrites_a_current_version_1_record(fake_root, tmp_path):
+    """A version 1 record becomes version 2 with the distributions a smoke run imported; a
+    record whose smoke metrics have moved is refused and left as it was."""
+    code = (
+        "import numpy\nfrom reprobook import results\n"
+        "run = results.start_run('ch97-migrate', profile, {'seed': seed})\n"
+        "run.save({'score': 1.0})"
+    )
+    chapter = _chapter_md(fake_root / "notebooks" / "ch97-migrate.md", code)
+    for name in fingerprint.REQUIREMENT_FILES:
+        (fake_root / name).write_text("numpy==1.26.4\n")
+    smoke, distributions = runner._fingerprint_smoke(chapter, True, tmp_path)
+    assert "numpy" in distributions and "reprobook" not in distributions
+    record = fingerprint.make(chapter, smoke, "a" * 40, distributions=distributions)
+    del record["distributions"]
+    record.update(fingerprint_version=1, requirements_sha256=fingerprint.requirements_hash())
+    path = fingerprint.write(record, fingerprint.path_for(chapter.id))
+    assert runner.migrate_fingerprint(chapter, quiet=True, work_dir=tmp_path) == path
+    migrated = fingerprint.load(chapter.id)
+    assert migrated["fingerprint_version"] == 2
+    assert migrated["distributions"]["numpy"] == distributions["numpy"]
+
+    stale = {**record, "smoke_metrics": {**record["smoke_metrics"], "score": 2.0}}
+    fingerprint.write(stale, path)
+    with pytest.raises(ValueError, match="stale"):
+        runner.migrate_fingerprint(chapter, quiet=True, work_dir=tmp_path)
+    assert fingerprint.load(chapter.id)["fingerprint_version"] == 1

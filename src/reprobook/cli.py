@@ -1,4 +1,4 @@
-"""Command line: ``python -m reprobook run|book|run-all|list|new|sweep``."""
+"""Command line: ``python -m reprobook run|book|run-all|list|new|sweep|migrate-fingerprint``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 
 from reprobook.chapters import find_chapters, get_chapter
 from reprobook.results import load_results
-from reprobook.runner import ChapterRunError, last_runs, parse_value, prepare_book, run_chapter
+from reprobook.runner import (
+    ChapterRunError,
+    last_runs,
+    migrate_fingerprint,
+    parse_value,
+    prepare_book,
+    run_chapter,
+)
 from reprobook.scaffold import new_chapter
 
 
@@ -35,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--part", required=True, help="the part's caption in _toc.yml")
     new.add_argument("--package", required=True, help="topic package, e.g. cells")
     sub.add_parser("list", help="list chapters, their profiles and last runs")
+    migrate = sub.add_parser(
+        "migrate-fingerprint",
+        help="rewrite version 1 fingerprints as version 2 from a smoke run, when still current",
+    )
+    migrate.add_argument("chapters", nargs="+", help="chapter ids (or ch05, ch06, ...)")
     _add_sweep_parser(sub)
     return parser
 
@@ -131,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "sweep":
             return _sweep(args)
+        elif args.command == "migrate-fingerprint":
+            for name in args.chapters:
+                print(f"{name}: {migrate_fingerprint(get_chapter(name))}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,10 +2,16 @@
 
 A full run also runs the smoke profile at the same commit and writes
 ``results/<chapter>/full/fingerprint.json``: the smoke metrics (minus timing and throughput keys,
-which vary from run to run), a hash of the notebook's code cells and a hash of the pinned
-requirements. The smoke test that ``make test`` runs recomputes all three; the artefacts are
-*current* when they match. A refactor that leaves every smoke metric unchanged costs no re-run,
-and a change that moves a metric fails with the list of metrics that moved and by how much.
+which vary from run to run), a hash of the notebook's code cells and the versions of the
+third-party distributions the smoke run imported (its provenance's ``distributions``). The smoke
+test that ``make test`` runs recomputes all three; the artefacts are *current* when they match.
+A refactor that leaves every smoke metric unchanged costs no re-run, and a change that moves a
+metric fails with the list of metrics that moved and by how much. Pinning a package that a
+chapter does not import leaves it current; changing the version of one it does import does not.
+
+Version 1 fingerprints recorded a hash of ``requirements.txt`` + ``constraints.txt`` instead of
+the distributions; they are still checked that way, and ``migrate`` rewrites one as version 2
+from a smoke run when its code cells, requirements and smoke metrics all still match.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,8 @@ import jupytext
 
 from reprobook.chapters import Chapter, repo_root
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FILE_NAME = "fingerprint.json"
 RTOL = 1e-6
 REQUIREMENT_FILES = ("requirements.txt", "constraints.txt")
@@ -134,8 +142,29 @@ def moved_metrics(before: dict, after: dict, rtol: float = RTOL) -> list[Moved]:
     return moved
 
 
-def make(chapter: Chapter, smoke_metrics: dict, git_sha: str | None, note: str = "") -> dict:
-    """The fingerprint of a full run whose smoke run at the same commit gave ``smoke_metrics``."""
+def environment_changes(distributions: dict[str, str]) -> list[str]:
+    """The recorded distributions whose installed version differs now, as 'name a -> b'."""
+    out = []
+    for name, version in sorted(distributions.items()):
+        try:
+            now = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            now = "not installed"
+        if now != version:
+            out.append(f"{name} {version} -> {now}")
+    return out
+
+
+def make(
+    chapter: Chapter, smoke_metrics: dict, git_sha: str | None, note: str = "",
+    distributions: dict[str, str] | None = None,
+) -> dict:  # fmt: skip
+    """The fingerprint of a full run whose smoke run at the same commit gave ``smoke_metrics``
+    having imported ``distributions`` (name -> version; its provenance records them)."""
+    if distributions is None:
+        from reprobook.results import imported_distributions
+
+        distributions = imported_distributions()
     patterns = volatile_patterns(chapter)
     return {
         "fingerprint_version": FINGERPRINT_VERSION,
@@ -144,7 +173,7 @@ def make(chapter: Chapter, smoke_metrics: dict, git_sha: str | None, note: str =
         "rtol": RTOL,
         "volatile": list(patterns),
         "code_cells_sha256": code_cells_hash(chapter),
-        "requirements_sha256": requirements_hash(),
+        "distributions": dict(sorted(distributions.items(), key=lambda kv: kv[0].lower())),
         "note": note,
         "smoke_metrics": stable_metrics(smoke_metrics, patterns),
     }
@@ -170,10 +199,10 @@ def load(chapter_id: str, root: Path | None = None) -> dict | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    if data.get("fingerprint_version") != FINGERPRINT_VERSION:
+    if data.get("fingerprint_version") not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: fingerprint_version {data.get('fingerprint_version')!r} is not "
-            f"{FINGERPRINT_VERSION}; re-make the full run"
+            f"{path}: fingerprint_version {data.get('fingerprint_version')!r} is not one of "
+            f"{READABLE_VERSIONS}; re-make the full run"
         )
     return data
 
@@ -184,20 +213,24 @@ class Check:
 
     chapter: str
     code_changed: bool
-    requirements_changed: bool
+    environment_changed: list[str]  # 'name a -> b' per changed distribution (v1: the files)
     moved: list[Moved]
     compared_metrics: bool
 
     @property
+    def requirements_changed(self) -> bool:
+        return bool(self.environment_changed)
+
+    @property
     def current(self) -> bool:
-        return not (self.code_changed or self.requirements_changed or self.moved)
+        return not (self.code_changed or self.environment_changed or self.moved)
 
     def problems(self, limit: int = 25) -> list[str]:
         out = []
         if self.code_changed:
             out.append("the notebook's code cells changed since the full run")
-        if self.requirements_changed:
-            out.append("requirements.txt or constraints.txt changed since the full run")
+        if self.environment_changed:
+            out.append("the environment it ran in changed: " + "; ".join(self.environment_changed))
         if self.moved:
             shown = [m.describe() for m in self.moved[:limit]]
             more = len(self.moved) - limit
@@ -210,9 +243,9 @@ class Check:
     def message(self) -> str:
         if self.current:
             what = (
-                "smoke metrics, code cells and requirements"
+                "smoke metrics, code cells and environment"
                 if self.compared_metrics
-                else ("code cells and requirements (smoke metrics not re-run here)")
+                else ("code cells and environment (smoke metrics not re-run here)")
             )
             return f"{self.chapter}: full-run artefacts are current ({what} match)."
         return (
@@ -231,10 +264,33 @@ def check(chapter: Chapter, fingerprint: dict, smoke_metrics: dict | None = None
             stable_metrics(smoke_metrics, patterns),
             float(fingerprint.get("rtol", RTOL)),
         )
+    if "distributions" in fingerprint:
+        environment = environment_changes(fingerprint["distributions"])
+    else:  # version 1: the pinned files as a whole
+        same = fingerprint["requirements_sha256"] == requirements_hash()
+        environment = [] if same else ["requirements.txt or constraints.txt (version 1 record)"]
     return Check(
         chapter=chapter.id,
         code_changed=fingerprint["code_cells_sha256"] != code_cells_hash(chapter),
-        requirements_changed=fingerprint["requirements_sha256"] != requirements_hash(),
+        environment_changed=environment,
         moved=moved,
         compared_metrics=smoke_metrics is not None,
     )
+
+
+def migrate(
+    chapter: Chapter, fingerprint: dict, smoke_metrics: dict, distributions: dict[str, str]
+) -> dict:
+    """A version 1 fingerprint rewritten as version 2 with the ``distributions`` a smoke run at
+    this commit imported; refused unless that run shows the record is current (code cells,
+    requirements and every smoke metric match), so nothing but the format changes."""
+    if fingerprint.get("fingerprint_version") != 1:
+        raise ValueError(f"{chapter.id}: only version 1 fingerprints are migrated")
+    verdict = check(chapter, fingerprint, smoke_metrics)
+    if not verdict.current:
+        raise ValueError(f"{chapter.id}: cannot migrate a stale record: {verdict.message()}")
+    out = {k: v for k, v in fingerprint.items() if k != "requirements_sha256"}
+    out["fingerprint_version"] = FINGERPRINT_VERSION
+    out["distributions"] = dict(sorted(distributions.items(), key=lambda kv: kv[0].lower()))
+    out["note"] = (out.get("note", "") + " (environment record migrated to version 2)").strip()
+    return out

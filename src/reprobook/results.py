@@ -66,6 +66,21 @@ def imported_modules() -> list[str]:
     return sorted(m for m in sys.modules if m == "reprobook" or m.startswith("reprobook."))
 
 
+def imported_distributions() -> dict[str, str]:
+    """Installed versions of the third-party distributions this process has imported from
+    (``reprobook`` itself excluded): the environment a run's numbers depend on."""
+    provided = metadata.packages_distributions()
+    top = {name.split(".")[0] for name in list(sys.modules)}
+    names = sorted({d for m in top for d in provided.get(m, ())} - {"reprobook"}, key=str.lower)
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
@@ -149,6 +164,7 @@ class Run:
             **self.git,
             "versions": package_versions(),
             "reprobook_modules": imported_modules(),
+            "distributions": imported_distributions(),
             "device": describe_device(self.device),
             "started_utc": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds"),
             "finished_utc": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),

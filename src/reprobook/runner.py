@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -286,6 +287,14 @@ def _keep_full_run(
 
     root = Path(results_dir).resolve() if results_dir is not None else committed_results_root()
     publish.save_artefact_notebook(executed, publish.artefact_notebook_path(chapter.id, root))
+    smoke, distributions = _fingerprint_smoke(chapter, quiet, work_dir)
+    sha = git_state()["git_sha"]
+    made = fingerprint.make(chapter, smoke, sha, distributions=distributions)
+    fingerprint.write(made, fingerprint.path_for(chapter.id, root))
+
+
+def _fingerprint_smoke(chapter: Chapter, quiet: bool, work_dir: Path) -> tuple[dict, dict]:
+    """Run smoke in a scratch folder; its metrics and the distributions it imported."""
     work = work_dir / f"{chapter.id}.fingerprint"
     shutil.rmtree(work, ignore_errors=True)
     if not quiet:
@@ -294,9 +303,23 @@ def _keep_full_run(
         chapter, {"profile": "smoke"}, results_dir=work, output=work / "smoke.ipynb", quiet=True,
         work_dir=work,
     )  # fmt: skip
-    smoke = json.loads((work / chapter.id / "smoke" / "metrics.json").read_text())
-    sha = git_state()["git_sha"]
-    fingerprint.write(fingerprint.make(chapter, smoke, sha), fingerprint.path_for(chapter.id, root))
+    out = work / chapter.id / "smoke"
+    provenance = json.loads((out / "provenance.json").read_text())
+    return json.loads((out / "metrics.json").read_text()), provenance["distributions"]
+
+
+def migrate_fingerprint(chapter: Chapter, quiet: bool = False, work_dir: Path | None = None):
+    """Rewrite a chapter's version 1 fingerprint as version 2 (see ``fingerprint.migrate``)
+    from a smoke run now; refused, with the reason, when the record is stale."""
+    committed = fingerprint.load(chapter.id)
+    if committed is None:
+        raise ValueError(f"{chapter.id} has no fingerprint to migrate")
+    if committed["fingerprint_version"] == fingerprint.FINGERPRINT_VERSION:
+        return fingerprint.path_for(chapter.id)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        smoke, distributions = _fingerprint_smoke(chapter, quiet, Path(tmp))
+    migrated = fingerprint.migrate(chapter, committed, smoke, distributions)
+    return fingerprint.write(migrated, fingerprint.path_for(chapter.id))
 
 
 def prepare_book(

@@ -33,7 +33,7 @@ CLAIMS = {
     "teacher_ge_tb_prt": "the teacher finds at least as many modes as TB + PRT buffer, at equal "
     "samples (reported, not asserted)",
     "teacher_ge_every_baseline": "the teacher finds at least as many modes as every baseline run, "
-    "at equal samples (the issue's ordering; reported)",
+    "at equal samples (the strongest reading of the claim; reported)",
     "teacher_gt_every_baseline": "the teacher finds strictly more modes than every baseline run "
     "(reported)",
     "teacher_ge_every_baseline_at_equal_steps": "at an equal number of student gradient steps, "
@@ -55,7 +55,7 @@ def check_claims(metrics: dict) -> dict[str, bool]:
       iterations are replays), so the curves compare like with like;
     - ``teacher_ge_<arm>``: the teacher's modes found, averaged over seeds, are >= that
       baseline's, at the same number of sampled trajectories;
-    - ``teacher_ge_every_baseline``: ... >= every baseline arm's (the issue's headline claim);
+    - ``teacher_ge_every_baseline``: ... >= every baseline arm's (the strongest reading);
     - ``teacher_gt_every_baseline``: strictly more than every baseline (reported);
     - ``teacher_ge_every_baseline_at_equal_steps``: the same at an equal number of the
       student's gradient steps (PRT takes two per sampled batch; reported).
@@ -198,8 +198,8 @@ def reading_notes(metrics: dict) -> str:
             f"final student (what it has learned to sample, not what training visited): {fresh}."
         )
     head = (
-        "**Mode discovery**, at an equal number of sampled trajectories. The issue's headline "
-        "ordering (teacher ≥ every baseline, mean over seeds) "
+        "**Mode discovery**, at an equal number of sampled trajectories. The strongest reading "
+        "of the claim (teacher ≥ every baseline, mean over seeds) "
         + ("**holds**" if claims.get("teacher_ge_every_baseline") else "**does not hold**")
         + " in this run; strictly more than every baseline: "
         + ("**yes**" if claims.get("teacher_gt_every_baseline") else "**no**")
