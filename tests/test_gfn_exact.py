@@ -148,3 +148,35 @@ def test_perturbation_rejects_bad_input():
         stability.perturbation("nope", np.zeros(4), 0.1, np.zeros(4, bool), rng)
     with pytest.raises(ValueError, match="eps"):
         stability.perturbation("random_signs", np.zeros(4), -0.1, np.zeros(4, bool), rng)
+
+
+def test_two_dimensional_visits_by_hand():
+    """2 x 2 grid, every allowed action equally likely."""
+    policy = np.array([[1 / 3, 1 / 3, 1 / 3], [0.5, 0, 0.5], [0, 0.5, 0.5], [0, 0, 1.0]])
+    visits = exact.visit_probabilities(policy, 2, 2)  # states (0,0), (0,1), (1,0), (1,1)
+    np.testing.assert_allclose(visits, [1, 1 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(
+        exact.terminal_distribution(policy, 2, 2), [1 / 3, 1 / 6, 1 / 6, 1 / 3]
+    )
+
+
+def test_mass_on_a_forbidden_move_is_rejected():
+    policy = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])  # the edge state moves on
+    with pytest.raises(ValueError, match="past the grid's edge"):
+        exact.terminal_distribution(policy, 1, 3)
+
+
+def test_worst_case_set_and_one_sided_family():
+    p = np.array([0.5, 0.3, 0.2])
+    # eps = 0 aims at mass 1/2: the largest state alone.
+    assert stability.worst_case_set(p, 0.0).tolist() == [True, False, False]
+    rng = np.random.default_rng(0)
+    long_states = np.array([False, True, True])
+    f = stability.perturbation("hidden_only", np.log(p), 0.7, long_states, rng)
+    assert f.tolist() == [0.0, 0.7, 0.7]
+    q = p * np.exp(f) / (p * np.exp(f)).sum()
+    assert exact.total_variation(p, q) <= float(stability.tv_bound(0.7 / 2)) + 1e-12
+    with pytest.raises(ValueError, match="same shape"):
+        stability.perturbation("hidden_only", np.log(p), 0.7, long_states[:2], rng)
+    with pytest.raises(ValueError, match="NaN"):
+        stability.tv_bound(float("nan"))

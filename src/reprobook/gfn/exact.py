@@ -39,6 +39,9 @@ def _check_policy(policy: np.ndarray, ndim: int, height: int) -> np.ndarray:
         )
     if (policy < 0).any() or not np.allclose(policy.sum(1), 1.0, atol=1e-9):
         raise ValueError("every row of policy must be a probability vector")
+    blocked = grid_coordinates(ndim, height) == height - 1
+    if (policy[:, :ndim][blocked] > 0).any():
+        raise ValueError("policy puts probability on a move past the grid's edge (x_i = H - 1)")
     return policy
 
 

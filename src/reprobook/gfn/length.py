@@ -100,8 +100,7 @@ def train_offline(
     Returns the trained GFlowNet and its loss every ``record_every`` iterations (mean over them).
     """
     check_loss(loss)
-    if seen.shape != (env.height**env.ndim,) or not seen.any():
-        raise ValueError("seen must be a non-empty boolean mask over the grid's states")
+    _check_seen(seen, env.height**env.ndim)
     torch.manual_seed(seed)
     gflownet = build_gflownet(loss, env, settings.hidden_dim, settings.n_layers)
     opt = optimizer(gflownet, settings.lr, settings.lr_logz)
@@ -122,6 +121,14 @@ def train_offline(
             history.append(float(np.mean(window)))
             window = []
     return gflownet, history
+
+
+def _check_seen(seen: np.ndarray, n_states: int) -> None:
+    seen = np.asarray(seen)
+    if seen.dtype != bool or seen.shape != (n_states,) or not seen.any() or seen.all():
+        raise ValueError(
+            f"seen must be a boolean mask of shape ({n_states},) with both seen and unseen states"
+        )
 
 
 def jsd(p: np.ndarray, q: np.ndarray) -> float:
@@ -150,17 +157,29 @@ def generalisation_metrics(
     - ``l1_unseen`` / ``jsd_unseen``: both distributions restricted to the unseen states and
       renormalised (the shape there; L1 as a sum, at most 2);
     - ``log_reward_rmse_{seen,unseen}``: RMSE of log R^(x) = log Z^ + log P_T(x) against log R;
-    - ``log_reward_rmse_by_length``: the same at each ‖x‖₁ in ``lengths``; ``l1_full`` over the
+    - ``calibrated_rmse_unseen``: the same with Z^ replaced by the one that makes the model's
+      implied rewards on the seen states sum to the true ones, Z_cal = (sum over seen of R) /
+      P_T(seen): free of the model's own partition estimate, it measures only how the model
+      extrapolates past L relative to what it learned below it;
+    - ``log_reward_rmse_by_length`` / ``calibrated_rmse_by_length``: both at each ‖x‖₁ in
+      ``lengths``; ``l1_full`` over the
       whole grid; ``total_mass``: sum of P_T (1 up to rounding: a check of the DP).
     """
     p_model = np.asarray(p_model, dtype=np.float64)
+    log_reward = np.asarray(log_reward, dtype=np.float64)
+    _check_seen(seen, log_reward.size)
+    if p_model.shape != log_reward.shape or (p_model < 0).any():
+        raise ValueError(f"p_model must be a distribution of shape {log_reward.shape}")
     target = _normalised(np.exp(log_reward - log_reward.max()))
     unseen = ~seen
-    implied = log_z_model + np.log(np.maximum(p_model, 1e-300))
-    error = implied - log_reward
+    log_p = np.log(np.maximum(p_model, 1e-300))
+    error = log_z_model + log_p - log_reward
+    log_z_cal = np.logaddexp.reduce(log_reward[seen]) - np.log(max(p_model[seen].sum(), 1e-300))
+    calibrated = log_z_cal + log_p - log_reward
     shape_model, shape_target = _normalised(p_model[unseen]), _normalised(target[unseen])
     lengths = np.unique(length)
     by_length = [float(np.sqrt(np.mean(error[length == k] ** 2))) for k in lengths]
+    calibrated_by_length = [float(np.sqrt(np.mean(calibrated[length == k] ** 2))) for k in lengths]
     return {
         "mass_unseen_model": float(p_model[unseen].sum()),
         "mass_unseen_target": float(target[unseen].sum()),
@@ -169,8 +188,10 @@ def generalisation_metrics(
         "l1_full": float(np.abs(p_model - target).sum()),
         "log_reward_rmse_seen": float(np.sqrt(np.mean(error[seen] ** 2))),
         "log_reward_rmse_unseen": float(np.sqrt(np.mean(error[unseen] ** 2))),
+        "calibrated_rmse_unseen": float(np.sqrt(np.mean(calibrated[unseen] ** 2))),
         "lengths": [int(k) for k in lengths],
         "log_reward_rmse_by_length": by_length,
+        "calibrated_rmse_by_length": calibrated_by_length,
         "total_mass": float(p_model.sum()),
         "log_z_model": float(log_z_model),
         "log_z_target": float(np.logaddexp.reduce(log_reward)),

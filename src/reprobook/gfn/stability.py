@@ -30,7 +30,7 @@ from reprobook.gfn.exact import (
 FAMILIES = ("random_signs", "hidden_only", "worst_case")
 FAMILY_LABELS = {
     "random_signs": "random ±ε on every state",
-    "hidden_only": "+ε on the long states only (‖x‖₁ > L)",
+    "hidden_only": "+ε on the long states only (‖x‖₁ > L; bound tanh(ε/4))",
     "worst_case": "two-level tilt aimed at the bound",
 }
 
@@ -39,8 +39,8 @@ def tv_bound(eps: float | np.ndarray) -> np.ndarray:
     """The tight bound tanh(eps / 2) on TV between TB-optimal trajectory distributions whose
     log-rewards differ by at most eps everywhere."""
     eps = np.asarray(eps, dtype=np.float64)
-    if (eps < 0).any():
-        raise ValueError("eps must be >= 0")
+    if not (eps >= 0).all():
+        raise ValueError("eps must be >= 0 (and not NaN)")
     return np.tanh(eps / 2)
 
 
@@ -60,11 +60,15 @@ def perturbation(
     family: str, log_reward: np.ndarray, eps: float, long_states: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:  # fmt: skip
-    """f = log R' - log R with max |f| = eps, for one of ``FAMILIES``."""
+    """f = log R' - log R with |f| <= eps, for one of ``FAMILIES`` (max |f| = eps, except
+    ``hidden_only`` when no state is long). ``hidden_only`` moves one side only, so its
+    oscillation is eps and its own tight bound tanh(eps / 4)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; valid: {', '.join(FAMILIES)}")
-    if eps < 0:
+    if not eps >= 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
+    if np.shape(long_states) != np.shape(log_reward):
+        raise ValueError("long_states must be a mask of the same shape as log_reward")
     if family == "random_signs":
         return eps * rng.choice([-1.0, 1.0], size=len(log_reward))
     if family == "hidden_only":
@@ -80,6 +84,10 @@ def curve(
     """Exact TV between the trajectory distributions of the DP-optimal policies for R and R'
     (trajectories enumerated) and between their terminal distributions, per family and eps."""
     log_reward = np.asarray(log_reward, dtype=np.float64)
+    if log_reward.shape != (height**ndim,):
+        raise ValueError(f"log_reward must have shape (H^d,) = {(height**ndim,)}")
+    if not 1 <= max_length < (height - 1) * ndim:
+        raise ValueError(f"max_length must be in [1, {(height - 1) * ndim - 1}], got {max_length}")
     long_states = levels(ndim, height) > max_length
     base = optimal_policy(np.exp(log_reward), ndim, height)
     base_traj = trajectory_probabilities(base, ndim, height)

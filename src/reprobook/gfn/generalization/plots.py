@@ -58,8 +58,8 @@ def plot_split_maps(metrics: dict) -> plt.Figure:
 
 
 def plot_error_by_length(metrics: dict) -> plt.Figure:
-    """Implied log-reward RMSE at each ‖x‖₁ per objective, one panel per split; mean ± s.e.
-    over seeds; the dotted line is L, the longest seen."""
+    """Implied log-reward RMSE (seen-calibrated Z) at each ‖x‖₁ per objective, one panel per
+    split; mean ± s.e. over seeds; the dotted line is L, the longest seen."""
     splits = metrics["splits"]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.6), squeeze=False)
     palette = _loss_colors()
@@ -71,7 +71,7 @@ def plot_error_by_length(metrics: dict) -> plt.Figure:
         ax.axvline(split["max_length"] + 0.5, color="grey", linestyle=":", label="L (seen ≤ L)")
         ax.set_title(f"d = {split['ndim']}, H = {split['height']}, L = {split['max_length']}")
         ax.set_xlabel("trajectory length − 1 = ‖x‖₁")
-        ax.set_ylabel("RMSE of log R̂(x)")
+        ax.set_ylabel("RMSE of log R̂(x), calibrated Z")
     axes[0][0].legend(loc="upper left", fontsize=8)
     fig.suptitle(f"Error of the implied log-reward by length ({metrics['n_seeds']} seed(s))")
     return fig
@@ -85,6 +85,8 @@ def plot_stability(metrics: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     fine = np.linspace(0, eps.max(), 200)
     ax.plot(fine, stability.tv_bound(fine), color="black", label="bound tanh(ε/2)")
+    ax.plot(fine, stability.tv_bound(fine / 2), color="black", linestyle=":",
+            label="tanh(ε/4): the bound for one-sided tilts")  # fmt: skip
     markers = {"random_signs": "o", "hidden_only": "s", "worst_case": "^"}
     for family, color in zip(stability.FAMILIES, plotting.colors(3), strict=True):
         ax.plot(

@@ -81,7 +81,7 @@ CONFIG_CHECKS = {
         f"a non-empty list of distinct objectives from {list(LOSSES)}",
     ),
     "n_seeds": (lambda n: n >= 1, "a positive integer"),
-    "n_iterations": (lambda n: n >= 10, "an integer >= 10"),
+    "n_iterations": (lambda n: n >= 50, "an integer >= 50 (the loss is recorded every 50)"),
     "batch_size": (lambda b: b >= 1, "a positive integer"),
     "lr": (lambda x: x > 0, "a number > 0"),
     "lr_logz": (lambda x: x > 0, "a number > 0"),
@@ -156,9 +156,10 @@ def stability_study(config: Config, seed: int) -> dict:
     return out
 
 
-def by_length(runs: list[dict]) -> dict[str, list]:
-    """Mean and standard error over seeds of the log-reward RMSE at each ‖x‖₁."""
-    per_seed = [r["metrics"]["log_reward_rmse_by_length"] for r in runs]
+def by_length(runs: list[dict], key: str = "calibrated_rmse_by_length") -> dict[str, list]:
+    """Mean and standard error over seeds of a per-length error (default: the log-reward RMSE
+    with the seen-calibrated Z) at each ‖x‖₁."""
+    per_seed = [r["metrics"][key] for r in runs]
     stats = [mean_se(col) for col in zip(*per_seed, strict=True)]
     return {
         "length": runs[0]["metrics"]["lengths"],
