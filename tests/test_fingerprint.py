@@ -71,15 +71,19 @@ def test_check_is_current_then_names_each_change(fake_root):
     assert not moved.current
     assert "score: 0.5 -> 0.75" in moved.message() and "make run CH=ch99" in moved.message()
 
-    # Pinning something new changes nothing; a version the run imported does.
+    # Pinning something new changes nothing; a new pin of a package the run imported does.
+    assert made["distributions"] == {"torch": "2.13.0"}  # imported and pinned; numpy unpinned
     (fake_root / "requirements.txt").write_text("torch==2.13.0\nnumpy==1.26.4\n")
     assert fingerprint.check(chapter, made).current
-    shifted = {**made, "distributions": {**made["distributions"], "numpy": "0.0.1"}}
-    changed = fingerprint.check(chapter, shifted)
+    (fake_root / "constraints.txt").write_text("torch==2.14.0\n")
+    (fake_root / "requirements.txt").write_text("torch==2.14.0\n")
+    changed = fingerprint.check(chapter, made)
     assert changed.requirements_changed and not changed.current
-    assert "numpy 0.0.1 -> " in changed.message()
-    gone = {**made, "distributions": {"no-such-distribution": "1.0"}}
-    assert "not installed" in fingerprint.check(chapter, gone).message()
+    assert "torch 2.13.0 -> 2.14.0" in changed.message()
+    (fake_root / "requirements.txt").write_text("numpy==1.26.4\n")
+    (fake_root / "constraints.txt").write_text("")
+    assert "no longer pinned" in fingerprint.check(chapter, made).message()
+    (fake_root / "requirements.txt").write_text("torch==2.13.0\n")
 
     source = chapter.source.read_text().replace("x = 1", "x = 2")
     chapter.source.write_text(source)
@@ -110,16 +114,14 @@ def test_a_metric_that_was_zero_has_no_relative_change():
     assert moved.describe() == "a: 0 -> 2 (by +2)"
 
 
-def test_make_records_the_distributions_this_process_imported(fake_root):
-    import numpy
-
+def test_make_records_the_pinned_distributions_this_process_imported(fake_root):
     chapter = _chapter(fake_root)
+    (fake_root / "requirements.txt").write_text("torch==2.13.0\nNumPy==1.26.4  # a comment\n")
     made = fingerprint.make(chapter, {"score": 1.0}, None)
     assert made["fingerprint_version"] == 2
-    assert made["distributions"]["numpy"] == numpy.__version__
-    assert "reprobook" not in made["distributions"]
-    given = fingerprint.make(chapter, {"score": 1.0}, None, distributions={"torch": "9"})
-    assert given["distributions"] == {"torch": "9"}
+    assert made["distributions"] == {"numpy": "1.26.4", "torch": "2.13.0"}
+    given = fingerprint.make(chapter, {"score": 1.0}, None, distributions={"torch": "2.13.0+cpu"})
+    assert given["distributions"] == {"torch": "2.13.0"}  # the pin, not the local build tag
 
 
 def _version_1(chapter, smoke):

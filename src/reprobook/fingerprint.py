@@ -2,12 +2,14 @@
 
 A full run also runs the smoke profile at the same commit and writes
 ``results/<chapter>/full/fingerprint.json``: the smoke metrics (minus timing and throughput keys,
-which vary from run to run), a hash of the notebook's code cells and the versions of the
-third-party distributions the smoke run imported (its provenance's ``distributions``). The smoke
-test that ``make test`` runs recomputes all three; the artefacts are *current* when they match.
-A refactor that leaves every smoke metric unchanged costs no re-run, and a change that moves a
-metric fails with the list of metrics that moved and by how much. Pinning a package that a
-chapter does not import leaves it current; changing the version of one it does import does not.
+which vary from run to run), a hash of the notebook's code cells and the pinned versions
+(``requirements.txt`` / ``constraints.txt``) of the distributions the smoke run imported (its
+provenance's ``distributions``, kept where pinned: unpinned transitive packages are not
+recorded, as they were not before). The smoke test that ``make test`` runs recomputes all
+three; the artefacts are *current* when they match. A refactor that leaves every smoke metric
+unchanged costs no re-run, and a change that moves a metric fails with the list of metrics that
+moved and by how much. Pinning a package that a chapter does not import leaves it current;
+changing the pin of one it does import does not.
 
 Version 1 fingerprints recorded a hash of ``requirements.txt`` + ``constraints.txt`` instead of
 the distributions; they are still checked that way, and ``migrate`` rewrites one as version 2
@@ -20,9 +22,9 @@ import fnmatch
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +144,37 @@ def moved_metrics(before: dict, after: dict, rtol: float = RTOL) -> list[Moved]:
     return moved
 
 
-def environment_changes(distributions: dict[str, str]) -> list[str]:
-    """The recorded distributions whose installed version differs now, as 'name a -> b'."""
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_versions(root: Path | None = None) -> dict[str, str]:
+    """``name==version`` pins of ``requirements.txt`` and ``constraints.txt`` (names
+    normalised as PEP 503 does; a constraint overrides nothing, both agree by design)."""
+    root = root or repo_root()
+    pins = {}
+    for file in REQUIREMENT_FILES:
+        for line in (root / file).read_text().splitlines():
+            line = line.split("#")[0].split(";")[0].strip()
+            if "==" in line:
+                name, version = line.split("==", 1)
+                pins[_normalise(name.split("[")[0].strip())] = version.strip()
+    return pins
+
+
+def pinned_subset(distributions: dict[str, str], root: Path | None = None) -> dict[str, str]:
+    """The imported distributions that the requirement files pin, with their pinned versions."""
+    pins = pinned_versions(root)
+    kept = {_normalise(name) for name in distributions} & set(pins)
+    return {name: pins[name] for name in sorted(kept)}
+
+
+def environment_changes(distributions: dict[str, str], root: Path | None = None) -> list[str]:
+    """The recorded distributions whose pin differs now, as 'name a -> b'."""
+    pins = pinned_versions(root)
     out = []
     for name, version in sorted(distributions.items()):
-        try:
-            now = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            now = "not installed"
+        now = pins.get(_normalise(name), "no longer pinned")
         if now != version:
             out.append(f"{name} {version} -> {now}")
     return out
@@ -160,7 +185,8 @@ def make(
     distributions: dict[str, str] | None = None,
 ) -> dict:  # fmt: skip
     """The fingerprint of a full run whose smoke run at the same commit gave ``smoke_metrics``
-    having imported ``distributions`` (name -> version; its provenance records them)."""
+    having imported ``distributions`` (name -> version; its provenance records them), of which
+    the pinned ones are kept, with their pins."""
     if distributions is None:
         from reprobook.results import imported_distributions
 
@@ -173,7 +199,7 @@ def make(
         "rtol": RTOL,
         "volatile": list(patterns),
         "code_cells_sha256": code_cells_hash(chapter),
-        "distributions": dict(sorted(distributions.items(), key=lambda kv: kv[0].lower())),
+        "distributions": pinned_subset(distributions),
         "note": note,
         "smoke_metrics": stable_metrics(smoke_metrics, patterns),
     }
@@ -291,6 +317,6 @@ def migrate(
         raise ValueError(f"{chapter.id}: cannot migrate a stale record: {verdict.message()}")
     out = {k: v for k, v in fingerprint.items() if k != "requirements_sha256"}
     out["fingerprint_version"] = FINGERPRINT_VERSION
-    out["distributions"] = dict(sorted(distributions.items(), key=lambda kv: kv[0].lower()))
+    out["distributions"] = pinned_subset(distributions)
     out["note"] = (out.get("note", "") + " (environment record migrated to version 2)").strip()
     return out

@@ -330,7 +330,9 @@ def prepare_book(
     With no ``profile``, a chapter with a full-run notebook is rendered from it (today's prose,
     the full run's outputs) and any other chapter is executed in ``smoke`` under a banner (or
     taken from ``smoke_notebooks``, executed smoke notebooks by chapter id, as the tests do).
-    With a ``profile``, every chapter is executed afresh in it. Returns the chapters that failed.
+    With a ``profile``, every chapter is executed afresh in it. Either way it then writes the
+    results dashboard (``reprobook.dashboard``) from the committed artefacts. Returns the
+    chapters that failed.
     """
     from reprobook.chapters import find_chapters
 
@@ -349,4 +351,9 @@ def prepare_book(
             except ChapterRunError as err:
                 print(err, file=sys.stderr)
                 failed.append(chapter.id)
+    from reprobook import dashboard
+
+    path = dashboard.write()
+    if not quiet:
+        print(f"[reprobook] results dashboard -> {path}", flush=True)
     return failed
