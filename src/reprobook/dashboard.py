@@ -29,7 +29,6 @@ HEADER = "\n".join([
     "checked against the paper says so.",
     '"Current" means the run\'s behaviour fingerprint still matches the chapter\'s code cells '
     "and the versions of the packages it imports; a stale run is shown, and marked.",
-    "Chapters without a full run show a smoke run on their page and are listed below the table.",
 ])  # fmt: skip
 
 
@@ -100,7 +99,7 @@ def markdown(chapters: list[Chapter] | None = None) -> str:
             f"{_cell(r.run)} | {r.artefacts} |"
         )
     if without:
-        lines += ["", "Written, without a committed full run yet:", ""]
+        lines += ["", "Written, without a committed full run yet (the page shows a smoke run):", ""]
         lines += [f"- {{doc}}`../notebooks/{c.id}`" for c in without]
     return "\n".join(lines) + "\n"
 
