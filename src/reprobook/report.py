@@ -110,6 +110,20 @@ class Paired:
     def n(self) -> int:
         return len(self.diffs)
 
+    @property
+    def p_lower(self) -> float | None:
+        """p of the one-sided paired t-test that a is lower than b (from the two-sided p)."""
+        if self.p is None:
+            return None
+        return self.p / 2 if self.mean < 0 else 1 - self.p / 2
+
+    def lower_text(self, digits: int = 3) -> str:
+        """Mean ± s.e. of a - b, the one-sided p that a is lower, and how often it was."""
+        out = f"{self.mean:+.{digits}f}"
+        if self.n > 1:
+            out += f" ± {self.se:.{digits}f}, one-sided paired t-test p = {self.p_lower:.2g}"
+        return out + f"; lower in {sum(d < 0 for d in self.diffs)} of {self.n}"
+
     def text(self, digits: int = 3) -> str:
         out = f"{self.mean:+.{digits}f}"
         if self.n > 1:

@@ -78,9 +78,7 @@ def comparison(metrics: dict, key: str, better: str, worse: str) -> report.Paire
 
 def one_sided_p(paired: report.Paired) -> float | None:
     """p of the one-sided paired t-test that the first arm is lower (from the two-sided p)."""
-    if paired.p is None:
-        return None
-    return paired.p / 2 if paired.mean < 0 else 1 - paired.p / 2
+    return paired.p_lower
 
 
 def split_differences(metrics: dict, key: str, better: str, worse: str) -> list[float]:
@@ -105,11 +103,7 @@ def lower_with_confidence(metrics: dict, key: str, better: str, worse: str) -> b
 
 def paired_text(paired: report.Paired, digits: int = 3) -> str:
     """Mean ± s.e. of the paired differences, the one-sided p, and how often the first is lower."""
-    out = f"{paired.mean:+.{digits}f}"
-    if paired.n > 1:
-        out += f" ± {paired.se:.{digits}f}, one-sided paired t-test p = {one_sided_p(paired):.2g}"
-    lower = sum(d < 0 for d in paired.diffs)
-    return out + f"; lower in {lower} of {paired.n}"
+    return paired.lower_text(digits)
 
 
 def _all_runs(metrics: dict):
