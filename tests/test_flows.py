@@ -183,8 +183,8 @@ def _shift_populations(n_pop: int = 6, n: int = 40) -> list[Population]:
     return out
 
 
-SMALL = dict(n_steps=300, pops_per_step=3, points_per_pop=20, width=32, n_layers=2,
-             time_dim=8, n_fourier=4, gnn_width=8, gnn_layers=2, knn=4, ode_steps=8, lr=3e-3)  # fmt: skip
+SMALL = dict(n_steps=300, pops_per_step=3, points_per_pop=20, width=32, n_layers=2, time_dim=8,
+             n_fourier=4, gnn_width=8, gnn_layers=2, knn=4, ode_steps=8, lr=3e-3)  # fmt: skip
 
 
 @pytest.mark.parametrize("method", matching.METHODS)

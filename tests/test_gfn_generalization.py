@@ -25,14 +25,6 @@ matplotlib.use("Agg")
 CHAPTER = "ch05-gflownet-generalization"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- the split and the metrics ----------------------------------------------------------------
 
 

@@ -42,3 +42,8 @@ def test_rewrap_puts_one_sentence_per_line_and_keeps_code_math_and_lists():
         "| a. B | c |\n"
     )
     assert prose.rewrap(prose.rewrap(text)) == prose.rewrap(text)
+
+
+def test_glued_names_leave_out_the_glance_box():
+    text = "{glue:md}`glance_key` and {glue:md}`n_seeds`, {cite}`paper`; {glue:md}`diff_a_b`."
+    assert prose.glued_names(text) == {"n_seeds", "diff_a_b"}

@@ -52,7 +52,7 @@ def test_claims_table_marks_headline_and_failures():
     table = report.claims_table({"a": True, "b": False}, {"a": "A holds"}, ["a"])
     assert list(table.index) == ["A holds", "b"]
     assert table.loc["A holds", "headline"] == "yes"
-    assert table.loc["b", "holds in this run"] == "**no**"
+    assert table.loc["b", "holds in this run"] == "no"
 
 
 def test_readable_checks_version_and_keys():

@@ -246,3 +246,13 @@ def test_git_state_keys():
 # --------------------------------------------------------------------------------------------
 # regressions: bugs found in review
 # --------------------------------------------------------------------------------------------
+
+
+def test_dumps_puts_number_lists_on_one_line_and_round_trips():
+    from reprobook.results import dumps
+
+    obj = {"curve": [1, 2.5, -3e-05], "points": [[0.1, 0.2], [0.3, -0.4]], "mixed": ["a", 1]}
+    text = dumps(obj)
+    assert json.loads(text) == obj
+    assert '"curve": [1, 2.5, -3e-05]' in text and "[0.3, -0.4]" in text
+    assert '"a",\n' in text  # lists with strings keep one item per line

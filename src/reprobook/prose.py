@@ -34,6 +34,15 @@ def strip_non_prose(markdown: str) -> str:
     return _ALLOWED.sub(" ", markdown)
 
 
+GLANCE_NAMES = ("glance_claim", "glance_verdict", "glance_key", "glance_run")
+
+
+def glued_names(markdown: str) -> set[str]:
+    """The names a chapter's prose glues (``{glue:md}`name```), without the "At a glance" box's,
+    which ``report.at_a_glance`` provides for every chapter."""
+    return set(re.findall(r"\{glue:md\}`([A-Za-z0-9_]+)`", markdown)) - set(GLANCE_NAMES)
+
+
 def typed_numbers(markdown: str, allowed: Iterable[str] = ()) -> list[str]:
     """Decimals and percentages typed into ``markdown``'s prose, minus the ``allowed`` literals."""
     allowed = {a.replace(" ", "") for a in allowed}

@@ -117,12 +117,13 @@ class Paired:
             return None
         return self.p / 2 if self.mean < 0 else 1 - self.p / 2
 
-    def lower_text(self, digits: int = 3) -> str:
-        """Mean ± s.e. of a - b, the one-sided p that a is lower, and how often it was."""
+    def lower_text(self, digits: int = 3, word: str = "lower") -> str:
+        """Mean ± s.e. of a - b, the one-sided p that a is lower, and how often it was (``word``
+        names what a negative difference means, e.g. "better" for a sign-flipped score)."""
         out = f"{self.mean:+.{digits}f}"
         if self.n > 1:
             out += f" ± {self.se:.{digits}f}, one-sided paired t-test p = {self.p_lower:.2g}"
-        return out + f"; lower in {sum(d < 0 for d in self.diffs)} of {self.n}"
+        return out + f"; {word} in {sum(d < 0 for d in self.diffs)} of {self.n}"
 
     def text(self, digits: int = 3) -> str:
         out = f"{self.mean:+.{digits}f}"
@@ -237,7 +238,7 @@ def claims_table(
         {
             "claim": described.get(name, name.replace("_", " ")),
             "headline": "yes" if name in headline else "",
-            "holds in this run": "yes" if held else "**no**",
+            "holds in this run": "yes" if held else "no",
         }
         for name, held in claims.items()
     ]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,17 @@ def _check_finite(obj: Any, where: str = "metrics") -> None:
         raise ValueError(f"{where} holds a {type(obj).__name__}, which JSON cannot store")
 
 
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_NUMBER_LIST = re.compile(rf"\[\s*({_NUMBER}(?:,\s*{_NUMBER})*)\s*\]")
+
+
+def dumps(obj: Any) -> str:
+    """JSON indented for reading, with every list of plain numbers on one line (a long curve or a
+    point cloud would otherwise take one line per number)."""
+    text = json.dumps(obj, indent=2)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\s*", m.group(1))) + "]", text)
+
+
 @dataclass
 class Run:
     """One execution of a chapter in one profile; ``save`` writes its artefacts atomically."""
@@ -178,7 +190,7 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (tmp / "metrics.json").write_text(dumps(metrics) + "\n")
             (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
             for name, fig in (figures or {}).items():
                 fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")

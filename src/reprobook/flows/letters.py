@@ -55,10 +55,12 @@ def letter_population(
     rng: np.random.Generator,
     jitter: float = 0.05,
     source_noise: float = 0.5,
+    name: str | None = None,
 ) -> Population:
     """One population: ``n_points`` ink pixels of ``letter`` (drawn without replacement when
     there are enough), scaled to [-3, 3], jittered by ``jitter``·N(0, I), rotated by ``degrees``;
-    the source is the target plus ``source_noise``·N(0, I)."""
+    the source is the target plus ``source_noise``·N(0, I). ``name`` defaults to
+    ``"<letter>@<degrees>"``."""
     if n_points < 2:
         raise ValueError(f"n_points must be >= 2, got {n_points}")
     if jitter < 0 or source_noise <= 0:
@@ -68,7 +70,8 @@ def letter_population(
     x1 = SCALE * pixels[idx] + jitter * rng.standard_normal((n_points, 2))
     x1 = rotate(x1, degrees)
     x0 = x1 + source_noise * rng.standard_normal(x1.shape)
-    return Population(x0.astype(np.float32), x1.astype(np.float32), f"{letter}@{degrees:g}")
+    label = name or f"{letter}@{degrees:g}"
+    return Population(x0.astype(np.float32), x1.astype(np.float32), label)
 
 
 def letters_split(
@@ -89,11 +92,13 @@ def letters_split(
     if n_rotations < 1:
         raise ValueError(f"n_rotations must be >= 1, got {n_rotations}")
     rng = np.random.default_rng(seed)
-    return {
-        name: [
-            letter_population(c, round(float(rng.uniform(0, 360)), 1), n_points, rng)
-            for c in letters
-            for _ in range(n_rotations)
-        ]
-        for name, letters in groups.items()
-    }
+    out: dict[str, list[Population]] = {}
+    for split, letters in groups.items():
+        out[split] = []
+        for c in letters:
+            for k in range(n_rotations):  # names carry k: two rotations may round alike
+                degrees = round(float(rng.uniform(0, 360)), 1)
+                out[split].append(
+                    letter_population(c, degrees, n_points, rng, name=f"{c}{k}@{degrees:g}")
+                )
+    return out

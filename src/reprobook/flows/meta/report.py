@@ -45,6 +45,8 @@ COMPARISONS = {  # claim -> (task, split, metric, better, worse)
     "letters_mfm_beats_fm_train": ("letters", "train", "w2", "mfm", "fm"),
     "patients_cgfm_beats_fm_replicates": ("patients", "replicates", "w2", "cgfm", "fm"),
     "patients_mfm_beats_fm_replicates": ("patients", "replicates", "w2", "mfm", "fm"),
+    "letters_mfm_beats_identity": ("letters", "test", "w2", "mfm", "identity"),
+    "patients_mfm_beats_identity": ("patients", "test", "w2", "mfm", "identity"),
 }
 HEADLINE_CLAIMS = (
     "letters_mfm_beats_fm", "letters_mfm_beats_cgfm", "patients_mfm_beats_fm",
@@ -55,11 +57,12 @@ METRIC_WORDS = {"w1": "W1", "w2": "W2", "mmd": "MMD"}
 
 def _describe(name: str) -> str:
     task, split, metric, better, worse = COMPARISONS[name]
-    labels = {"fm": "FM", "cgfm": "CGFM", "mfm": "MFM"}
+    labels = {"fm": "FM", "cgfm": "CGFM", "mfm": "MFM", "identity": "the identity map"}
     kind = "" if name in HEADLINE_CLAIMS else "; reported"
+    floor = " (the floor: has it learned anything?)" if worse == "identity" else ""
     return (
         f"{task}, {SPLIT_WORDS[split]}: {labels[better]}'s {METRIC_WORDS[metric]} is lower than "
-        f"{labels[worse]}'s ({TEST}{kind})"
+        f"{labels[worse]}'s{floor} ({TEST}{kind})"
     )
 
 
@@ -86,7 +89,7 @@ def comparison(metrics: dict, name: str) -> report.Paired | None:
     block = metrics["tasks"].get(task)
     if block is None or split not in block["splits"]:
         return None
-    if better not in metrics["methods"] or worse not in metrics["methods"]:
+    if any(m not in (*metrics["methods"], "identity") for m in (better, worse)):
         return None
     return report.paired(per_seed(metrics, task, split, metric, better),
                          per_seed(metrics, task, split, metric, worse))  # fmt: skip

@@ -40,8 +40,8 @@ PROFILES = {
     "full": dict(  # the paper's letter split, 3 seeds, both tasks
         methods=list(matching.METHODS), n_seeds=3, tasks=list(TASKS),
         train_letters=PAPER_LETTERS, val_letters="X", test_letters="Y", n_rotations=10,
-        n_points=400, letters_steps=8000, n_patients=24, n_test_patients=8, n_treatments=3,
-        n_cells=300, patients_steps=5000, n_shown=2, **NETWORK,
+        n_points=400, letters_steps=10000, n_patients=24, n_test_patients=8, n_treatments=3,
+        n_cells=300, patients_steps=3000, n_shown=2, **NETWORK,
     ),
 }  # fmt: skip
 
@@ -151,9 +151,12 @@ def run_task(task: str, config: Config, seeds: Sequence[int], progress: bool = T
         )
         held_out = splits["test"][: config.n_shown]
         if seed == seeds[0]:
-            out["shown"] = {"names": [p.name for p in held_out],
-                            "x0": [p.x0.tolist() for p in held_out],
-                            "x1": [p.x1.tolist() for p in held_out], "predicted": {}}  # fmt: skip
+            out["shown"] = {  # figure data, 3 decimals
+                "names": [p.name for p in held_out],
+                "x0": [p.x0.round(3).tolist() for p in held_out],
+                "x1": [p.x1.round(3).tolist() for p in held_out],
+                "predicted": {},
+            }
         for method in config.methods:
             start = time.perf_counter()
             model, losses = matching.train(method, data["train"], settings, seed, n_treatments,
@@ -162,13 +165,13 @@ def run_task(task: str, config: Config, seeds: Sequence[int], progress: bool = T
             scored = {s: matching.evaluate(model, pops, config.ode_steps)
                       for s, pops in splits.items()}  # fmt: skip
             row = {
-                "seed": seed, "seconds": seconds, "losses": losses,
+                "seed": seed, "seconds": seconds, "losses": [round(x, 5) for x in losses],
                 "distances": {s: _mean_distances(rows) for s, rows in scored.items()},
                 "w2_per_population": {s: [r["w2"] for r in rows] for s, rows in scored.items()},
             }  # fmt: skip
             if seed == seeds[0]:
                 predicted = matching.transport(model, held_out, config.ode_steps)
-                out["shown"]["predicted"][method] = [p.round(4).tolist() for p in predicted]
+                out["shown"]["predicted"][method] = [p.round(3).tolist() for p in predicted]
                 row["solver_gap"] = matching.solver_gap(model, held_out, config.ode_steps)
             out["runs"][method].append(row)
     return out
