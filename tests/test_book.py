@@ -151,8 +151,12 @@ def test_bad_profile_fails_at_once():
     assert "unknown profile 'nope'" in start.stderr and "smoke" in start.stderr
 
 
-def test_interrupted_run_keeps_previous_results(tmp_path):
-    """A run killed by its budget leaves the last good artefacts untouched."""
+def test_interrupted_run_keeps_previous_results(tmp_path, monkeypatch):
+    """A run killed by its budget leaves the last good artefacts untouched (and its failure goes
+    to a scratch run log, not to the checkout's)."""
+    import reprobook.runner
+
+    monkeypatch.setattr(reprobook.runner, "runs_log_path", lambda: tmp_path / "runs.json")
     chapter = CHAPTERS[0]
     previous = tmp_path / chapter.id / "smoke"
     previous.mkdir(parents=True)
