@@ -108,11 +108,13 @@ def score_models(
     idx = screen.index()
     truth = np.stack([screen.profiles[idx[p]] for p in test])
     mask = metrics.scored_genes(test, metrics.top_genes(screen.control), len(screen.control))
-    additive = perturbation.predict("additive", screen, graph, train, test, settings, seed)
     gi = np.array([true_interaction(screen, p) for p in test])
     labels = gi >= np.quantile(gi, gi_quantile)
     predictions = {m: perturbation.predict(m, screen, graph, train, test, settings, seed)
-                   for m in models}  # fmt: skip
+                   for m in dict.fromkeys(("additive", *models))}  # fmt: skip
+    additive = predictions["additive"]  # every departure is measured from it
+    if "additive" not in models:
+        del predictions["additive"]
     predictions["replicate"] = replicate
     out = {}
     for model, pred in predictions.items():
