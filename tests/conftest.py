@@ -141,3 +141,24 @@ def fake_root(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROBOOK_ROOT", str(root))
     monkeypatch.setenv("REPROBOOK_RESULTS_DIR", str(tmp_path / "results"))
     return root
+
+
+def _save_local_model(folder, words):
+    """A config-built GPT-NeoX and a word-level tokenizer, saved as a hub folder would be."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<eos>", "<unk>", *words])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()  # "nurse." -> "nurse", "."
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", unk_token="<unk>")
+    tokenizer.save_pretrained(folder)
+    from reprobook.lm import lifetime
+
+    lifetime.build_neox(len(vocab), 16, 2, 2, 64, 0).save_pretrained(folder)
+
+
+@pytest.fixture
+def save_local_model():
+    """Saves a config-built GPT-NeoX and a word-level tokenizer in a folder, as a hub checkpoint."""
+    return _save_local_model

@@ -1,0 +1,1 @@
+"""Geometry of representations: intrinsic and linear dimension estimators (ch02)."""

@@ -1,0 +1,1 @@
+"""Geometric signatures of compositionality across a language model's lifetime (ch02)."""
