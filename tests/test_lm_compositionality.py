@@ -23,6 +23,7 @@ def test_protocols():
         ({"n_checkpoints": 400}, "n_checkpoints"),
         ({"sizes": [[66, 2]]}, "multiple of heads"),
         ({"lengths": [14]}, "lengths"),
+        ({"lengths": [1]}, "at most 25 distinct"),
     ],
 )
 def test_bad_config_is_refused(overrides, match):
@@ -74,6 +75,7 @@ def test_claims_on_a_hand_case():
     claims = chapter.check_claims(fake_metrics(runs))
     for name in ("sanity", "learned_grammar", "estimators_agree", *chapter.HEADLINE_CLAIMS):
         assert claims[name], name
+    assert claims["monotone_in_k"] and claims["period_shuffle_lowers_twonn"]
     assert not claims["spread_grows"]  # the coherent spread is the same at both steps
     assert not claims["pca_ordered_by_k"]  # equal PCA d for every k
 
@@ -83,7 +85,7 @@ def test_a_claim_fails_when_one_model_disagrees():
             for s in range(3)]  # fmt: skip
     runs.append(fake_run(3, [9, 15, 12, 10], [18, 16, 15, 14], [12, 12, 12, 12], [3.0] * 4))
     claims = chapter.check_claims(fake_metrics(runs))
-    assert not claims["ordered_by_k"]
+    assert not claims["ordered_by_k"] and not claims["monotone_in_k"]
     one = chapter.check_claims(fake_metrics(runs[:1]))
     assert "ordered_by_k" not in one  # a single model tests no comparison
 
@@ -132,3 +134,12 @@ def test_a_real_checkpoint_is_measured_the_same_way(tmp_path, save_local_model):
     assert set(out["id"]) == set(study.CONDITIONS)
     twonn = out["id"]["coherent"]["1"]["twonn"]
     assert len(twonn) == 2 and all(np.isfinite(twonn))
+    assert chapter.checkpoint_table({"checkpoint": out}).shape == (12, 3)
+
+
+def test_a_negative_shuffled_spread_counts_by_its_size():
+    """A shuffled spread that flips sign (k = 4 above k = 1) is still a spread."""
+    runs = [fake_run(s, [20, 15, 12, 10], [18, 16, 15, 14], [0, 12, 12, 40 + s], [3.0] * 4)
+            for s in range(3)]  # fmt: skip
+    claims = chapter.check_claims(fake_metrics(runs))
+    assert not claims["specific_to_coherent"] and not claims["shuffled_spread_shrinks"]

@@ -1,8 +1,9 @@
 """ch02's reading of its metrics: the claims, the findings beside the published ones, tables and
 numbers (see ``reprobook.report.ChapterReport``).
 
-Every comparison is paired over models (size x seed, each trained and measured on its own
-data): it holds when the one-sided paired t-test gives p < ALPHA and every model agrees.
+Every comparison is paired over models (size x seed, each with its own weights, training
+stream and held-out sentences): it holds when the one-sided paired t-test gives p < ALPHA and
+every model agrees. A spread by k is compared by its size, |I_d(k = 1) - I_d(k = 4)|.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def gap(
     )
 
 
+def spread(run: dict, step: str, condition: str) -> float:
+    """|I_d(k = 1) - I_d(k = 4)| (TwoNN, last layer): how far apart k = 1 and k = 4 are."""
+    return abs(gap(run, step, condition))
+
+
 def pooled(run: dict, step: str, condition: str, estimator: str) -> float:
     """The mean over layers and over k."""
     return float(np.mean([dim(run, step, condition, k, estimator, "mean") for k in (1, 2, 3, 4)]))
@@ -71,14 +77,14 @@ COMPARISONS: dict[str, tuple[Comparison, str]] = {
         "(13 free factors) than for k = 4 (4)",
     ),
     "specific_to_coherent": (
-        lambda r, m: (gap(r, final(m), SHUFFLE), gap(r, final(m), "coherent")),
-        "after training, the spread I_d(k = 1) - I_d(k = 4) at the last layer is larger for "
+        lambda r, m: (spread(r, final(m), SHUFFLE), spread(r, final(m), "coherent")),
+        "after training, the spread |I_d(k = 1) - I_d(k = 4)| at the last layer is larger for "
         "coherent than for shuffled sentences (period last)",
     ),
     "shuffled_spread_shrinks": (
-        lambda r, m: (gap(r, final(m), SHUFFLE), gap(r, "0", SHUFFLE)),
-        "the spread by k of shuffled sentences (period last) shrinks from step 0 to the end of "
-        "training",
+        lambda r, m: (spread(r, final(m), SHUFFLE), spread(r, "0", SHUFFLE)),
+        "the spread |I_d(k = 1) - I_d(k = 4)| of shuffled sentences (period last) shrinks from "
+        "step 0 to the end of training",
     ),
     "shuffle_lowers_twonn": (
         lambda r, m: (
@@ -102,9 +108,9 @@ COMPARISONS: dict[str, tuple[Comparison, str]] = {
         "k = 1 than for k = 4",
     ),
     "spread_grows": (
-        lambda r, m: (gap(r, "0", "coherent"), gap(r, final(m), "coherent")),
-        "the coherent spread I_d(k = 1) - I_d(k = 4) at the last layer grows from step 0 to the "
-        "end of training",
+        lambda r, m: (spread(r, "0", "coherent"), spread(r, final(m), "coherent")),
+        "the coherent spread |I_d(k = 1) - I_d(k = 4)| at the last layer grows from step 0 to "
+        "the end of training",
     ),
     "pca_ordered_by_k": (
         lambda r, m: (
@@ -121,8 +127,16 @@ COMPARISONS: dict[str, tuple[Comparison, str]] = {
         "after training, the MLE of coherent sentences at the last layer is higher for k = 1 than "
         "for k = 4",
     ),
+    "period_shuffle_lowers_twonn": (
+        lambda r, m: (
+            pooled(r, final(m), SHUFFLE, "twonn"),
+            pooled(r, final(m), "coherent", "twonn"),
+        ),
+        "after training, shuffling with the period kept last also lowers TwoNN I_d (mean over "
+        "layers and k)",
+    ),
     "official_shuffle_specific": (
-        lambda r, m: (gap(r, final(m), "shuffled"), gap(r, final(m), "coherent")),
+        lambda r, m: (spread(r, final(m), "shuffled"), spread(r, final(m), "coherent")),
         "after training, the spread by k is larger for coherent than for shuffled sentences with "
         "the official shuffle (the period moves)",
     ),
@@ -131,7 +145,10 @@ HEADLINE_CLAIMS = ("ordered_by_k", "specific_to_coherent", "shuffled_spread_shri
                    "shuffle_lowers_twonn", "shuffle_raises_pca")  # fmt: skip
 KEY_ANCHOR = "gap_sign"
 CLAIMS = {
-    "sanity": "every dimension is finite, and no held-out sentence was trained on (sanity)",
+    "sanity": "every dimension is finite, and no held-out sentence was trained on (sanity; the "
+    "training stream rejects them by construction, and the run counts them)",
+    "monotone_in_k": "after training, coherent TwoNN I_d at the last layer falls from k = 1 to "
+    "k = 2, 3, 4 in every model (reported)",
     "learned_grammar": "at the end of training every model predicts a word of the right slot "
     "for at least 95 % of the slots of held-out sentences, for every k (sanity: the model "
     "learned the grammar)",
@@ -190,6 +207,8 @@ def check_claims(metrics: dict) -> dict[str, bool]:
         ),
         "estimators_agree": bool(agree and all(agree)),
     }  # fmt: skip
+    by_k = [[dim(r, end, "coherent", k, "twonn") for k in (1, 2, 3, 4)] for r in metrics["runs"]]
+    claims["monotone_in_k"] = all(all(a > b for a, b in zip(v, v[1:], strict=False)) for v in by_k)
     if len(metrics["runs"]) >= 2:
         for name in COMPARISONS:
             claims[name] = holds(metrics, name)
@@ -297,7 +316,9 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
 
     return {
         "compositionality_id": (
-            f"coherent TwoNN I_d ordered by k after training: {held('ordered_by_k')}"
+            f"coherent TwoNN I_d higher for k = 1 than k = 4 after training: "
+            f"{held('ordered_by_k')}; falling from k = 1 to 4 in every model: "
+            f"{held('monotone_in_k')}"
         ),
         "gap_sign": f"{big}, end of training, last layer, k = 1..4: {by_k(end, 'coherent')}",
         "emerges_training": (
@@ -306,9 +327,10 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
             f"{held('shuffled_spread_shrinks')}; the coherent spread grows: {held('spread_grows')}"
         ),
         "init_spread": (
-            f"{big}, last layer, k = 1..4 at step 0: coherent {by_k('0', 'coherent')}; shuffled, "
-            f"period last {by_k('0', SHUFFLE)}; at the end: coherent {by_k(end, 'coherent')}; "
-            f"shuffled, period last {by_k(end, SHUFFLE)}"
+            f"{big}, last layer, k = 1..4 at step 0: coherent {by_k('0', 'coherent')}; shuffled "
+            f"(official) {by_k('0', 'shuffled')}; shuffled, period last {by_k('0', SHUFFLE)}. At "
+            f"the end: coherent {by_k(end, 'coherent')}; shuffled (official) "
+            f"{by_k(end, 'shuffled')}; shuffled, period last {by_k(end, SHUFFLE)}"
         ),
         "form_meaning": (
             f"shuffling lowers TwoNN: {held('shuffle_lowers_twonn')}; shuffling raises PCA d: "
@@ -330,7 +352,10 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
             f"PCA d), {metrics['settings']['n_sentences']:,} sentences per k and condition, "
             f"{len(metrics['seeds'])} seeds per size"
         ),
-        "revision": "the reader's path passes revision='step{n}' (tested on a config-built model)",
+        "revision": (
+            "the reader's path passes revision='step{n}' (a test records the call); loading and "
+            "measuring are tested on a config-built model saved locally"
+        ),
     }
 
 
@@ -383,6 +408,25 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "category_end": f"{min(min(competence(k, 'category')) for k in ks):.3f}",
         "tied_end": ", ".join(f"{np.mean(competence(k, 'tied')):.2f}" for k in ks[1:]),
     }  # fmt: skip
+    claims = metrics.get("claims") or check_claims(metrics)
     for name in COMPARISONS:
         out[f"diff_{name}"] = comparison(metrics, name).lower_text(2, "supports")
+        out[f"held_{name}"] = _held(claims, name)
+    out["held_monotone_in_k"] = _held(claims, "monotone_in_k")
     return out
+
+
+def checkpoint_table(metrics: dict) -> pd.DataFrame:
+    """A reader's real checkpoint (``model_name``): TwoNN at the last layer, PCA d and PR (mean
+    of layers) per k and kind of sentence."""
+    measured = metrics["checkpoint"]["id"]
+    rows = []
+    for condition, by_k in measured.items():
+        for k, est in by_k.items():
+            rows.append({
+                "sentences": CONDITION_WORDS[condition], "k": k,
+                "TwoNN, last layer": round(est["twonn"][-1], 1),
+                "PCA d, mean of layers": round(float(np.mean(est["pca"])), 1),
+                "PR, mean of layers": round(float(np.mean(est["participation_ratio"])), 1),
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["sentences", "k"])

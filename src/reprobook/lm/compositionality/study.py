@@ -66,6 +66,12 @@ def resolve_config(profile: str, **overrides) -> Config:
     config = resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
     if config.n_checkpoints > config.steps + 1:
         raise ValueError(f"n_checkpoints must be <= steps + 1 = {config.steps + 1}")
+    for n_slots in config.lengths:
+        if config.n_sentences > grammar.N_WORDS**n_slots // 2:
+            raise ValueError(
+                f"lengths: {n_slots} content words allow at most "
+                f"{grammar.N_WORDS**n_slots // 2} distinct sentences, fewer than n_sentences"
+            )
     for hidden, _ in config.sizes:
         if hidden % config.heads:
             raise ValueError(f"every hidden size must be a multiple of heads ({config.heads})")
@@ -175,15 +181,20 @@ def dimensions(states: np.ndarray, estimators: Sequence[str]) -> dict[str, list[
     return out
 
 
-def run_model(config: Config, size: Sequence[int], seed: int, prose: Sequence[str]) -> dict:
-    """Train one model of ``size`` from ``seed`` and measure it along its lifetime."""
+def run_model(
+    config: Config, size: Sequence[int], seed: int, prose: Sequence[str], index: int = 0
+) -> dict:
+    """Train one model of ``size`` from ``seed`` and measure it along its lifetime; ``index``
+    (the size's place in the profile) makes every model's data and weights its own."""
     vocab = vocabulary(prose, config.prose_words)
-    rng = np.random.default_rng([seed, 2])
+    rng = np.random.default_rng([seed, index, 2])
     rows, tokens = evaluation_sets(vocab, config.n_sentences, rng)
     held_out = {tuple(int(i) for i in r) for k in rows for r in rows[k]}
-    batches = MixedBatches(vocab, prose, held_out, config, np.random.default_rng([seed, 1]))
+    batches = MixedBatches(vocab, prose, held_out, config, np.random.default_rng([seed, index, 1]))
     hidden, layers = size
-    model = lifetime.build_neox(len(vocab), hidden, layers, config.heads, 2 * config.length, seed)
+    model = lifetime.build_neox(
+        len(vocab), hidden, layers, config.heads, 2 * config.length, 1000 * seed + index
+    )
     steps = lifetime.lifetime_steps(config.steps, config.n_checkpoints)
     checkpoints, losses = lifetime.train_lifetime(
         model, batches, config.steps, steps, config.lr, config.warmup
@@ -207,7 +218,7 @@ def run_model(config: Config, size: Sequence[int], seed: int, prose: Sequence[st
     out["lengths"] = {}
     for n_slots in config.lengths:  # the sentence-length ablation: coherent, k = 1
         rows_short = grammar.unique_sentences(
-            1, config.n_sentences, np.random.default_rng([seed, 3, n_slots]), n_slots=n_slots
+            1, config.n_sentences, np.random.default_rng([seed, index, 3, n_slots]), n_slots=n_slots
         )
         short = torch.tensor([vocab.encode(grammar.sentence(r)) for r in rows_short])
         out["lengths"][str(n_slots)] = dimensions(
@@ -228,7 +239,8 @@ def _thin(losses: Sequence[float], points: int = 50) -> list[list[float]]:
 def run_all(config: Config, seeds: Sequence[int]) -> dict:
     """Every model size x seed; the metrics the chapter reads."""
     prose = text.docstring_prose()
-    runs = [run_model(config, size, seed, prose) for size in config.sizes for seed in seeds]
+    runs = [run_model(config, size, seed, prose, index)
+            for index, size in enumerate(config.sizes) for seed in seeds]  # fmt: skip
     vocab = vocabulary(prose, config.prose_words)
     return {
         "metrics_version": METRICS_VERSION,
