@@ -627,3 +627,18 @@ def test_mean_and_2sem():
 def test_mean_and_2sem_refuses_short_or_nested_input(values):
     with pytest.raises(ValueError, match="at least 2"):
         mean_and_2sem(values)
+
+
+def test_the_official_tie_order_is_the_unstable_sort():
+    """'official' sorts as the official code (torch.sort without stability): on CPU a fixed
+    order of tied theories that is neither index nor reversed order."""
+    log_post = torch.full((2, 1024), -torch.log(torch.tensor(1024.0)), dtype=torch.float64)
+    _, unstable = torch.sort(log_post.exp(), dim=1, descending=True)
+    mask = m_alpha_mask(log_post, 0.01, "official")  # a prefix of about 100 of the sorted order
+    kept = int(mask[0].sum())
+    assert kept in (99, 100)  # 1/1024 >= 0.01 * i / 1024 up to round-off at i = 100
+    assert set(torch.nonzero(mask[0]).flatten().tolist()) == set(unstable[0, :kept].tolist())
+    assert set(unstable[0, :kept].tolist()) != set(range(kept))  # not index order
+    assert torch.equal(m_alpha_mask(log_post, 0.01, "official"), mask)  # reproducible
+    with pytest.raises(ValueError, match="official"):
+        m_alpha_mask(log_post, 0.01, "stable")

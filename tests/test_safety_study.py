@@ -790,3 +790,72 @@ def test_key_number_and_prose_numbers_on_the_hand_case():
     assert numbers["n_episodes"] == "1,000" and numbers["n_seeds"] == "2"
     assert numbers["smallest_alpha"] == "1e-05" and numbers["low_c"] == "0.01"
     assert all(isinstance(v, str) and v for v in numbers.values())
+
+
+# --------------------------------------------------------------------------------------------
+# 6. against the official code, the official tie order, degenerate thresholds
+# --------------------------------------------------------------------------------------------
+
+
+def _official(deaths=(0.5, 0.2, 0.2, 0.2, 0.2, 0.3, 0.4), n=1000):
+    names = [("none", None), ("cheating", None), ("posterior", None), ("iid", None),
+             ("non-iid", 1e-4), ("non-iid", 1e-2), ("non-iid", 1.0)]  # fmt: skip
+    rows = [
+        {"guardrail": g, "alpha": a, "deaths": d} for (g, a), d in zip(names, deaths, strict=True)
+    ]
+    return {"commit": "abc1234", "harm_threshold": 0.1, "n_episodes": n, "rows": rows}
+
+
+def _official_metrics():
+    metrics = make_metrics()
+    grid = _grid({0.1: 0.2}, alphas=("0.0001", "0.01", "1"))
+    grid["C=0.1"]["non-iid"]["0.01"]["deaths_on_last_step"] = 0.1  # 0.3 - 0.1 = 0.2 counted
+    metrics.update(guarded=grid, official_code=_official())
+    return metrics
+
+
+def test_official_comparison_counts_deaths_the_official_way():
+    metrics = _official_metrics()
+    rows = chapter.official_comparison(metrics)
+    assert [r["guardrail"] for r in rows][-3:] == [
+        "non-i.i.d. α = 0.0001", "non-i.i.d. α = 0.01", "non-i.i.d. α = 1"]  # fmt: skip
+    assert rows[0]["here"] == pytest.approx(0.5) and rows[0]["z"] == pytest.approx(0.0)
+    assert rows[5]["here"] == pytest.approx(0.2)  # the last-step death is not counted
+    # p = 0.3 vs 0.2 on 1000 and 2000 episodes: z = -0.1 / sqrt(.21/1000 + .16/2000)
+    assert rows[5]["z"] == pytest.approx(-0.1 / np.sqrt(0.21 / 1000 + 0.16 / 2000))
+    assert chapter.official_table(metrics).shape == (7, 3)
+    claims = chapter.check_claims(metrics)
+    assert claims["matches_official_code"] is False
+    metrics["official_code"]["rows"][5]["deaths"] = 0.2
+    assert chapter.check_claims(metrics)["matches_official_code"] is True
+
+
+def test_official_rows_must_come_in_order():
+    metrics = _official_metrics()
+    metrics["official_code"]["rows"].reverse()
+    with pytest.raises(ValueError, match="out of order"):
+        chapter.official_comparison(metrics)
+
+
+def test_tie_break_note_lists_every_other_rule():
+    metrics = make_metrics()
+    one = metrics["guarded_other_ties"]
+    metrics["guarded_other_ties"] = [one, {**one, "tie_break": "official"}]
+    note = chapter.tie_break_note(metrics)
+    assert "Against index tie-breaking" in note and "Against official tie-breaking" in note
+    assert chapter.prose_numbers(metrics)["other_ties_rule"] == "index and official"
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_tie_break_takes_several_rules_and_marks_degenerate_thresholds():
+    metrics = make_metrics()
+    other = metrics["guarded_other_ties"]["grid"]
+    fig = plots.plot_tie_break(metrics["guarded"], [other, other], ["a", "b", "c"])
+    assert len(fig.axes[0].get_legend_handles_labels()[1]) == 3
+    with pytest.raises(ValueError, match="one label per grid"):
+        plots.plot_tie_break(metrics["guarded"], [other], ["a"])
+    grid = metrics["guarded"]
+    for g in ("cheating", "posterior", "iid"):
+        grid["C=0.01"][g]["stopped"] = 0.99
+    fig = plots.plot_guardrail_grid(grid, [0.01, 0.1], [0.001, 1.0])
+    assert "degenerate" in fig.axes[0].get_title() and "degenerate" not in fig.axes[1].get_title()

@@ -129,11 +129,12 @@ def last_token_states(
     if len(last) != n or (last < 0).any() or (last >= width).any():
         raise ValueError(f"lengths must be {n} values in [1, {width}]")
     model.eval()
+    body = getattr(model, "base_model", model)  # the transformer without the LM head: faster
     chunks = []
     for start in range(0, n, batch):
         rows = slice(start, start + batch)
         mask = (torch.arange(width)[None] <= last[rows, None]).long()
-        out = model(input_ids=tokens[rows], attention_mask=mask, output_hidden_states=True)
+        out = body(input_ids=tokens[rows], attention_mask=mask, output_hidden_states=True)
         hidden = torch.stack(out.hidden_states[1:])  # [layers, b, length, d]
         chunks.append(hidden[:, torch.arange(len(last[rows])), last[rows]].float().numpy())
     return np.concatenate(chunks, axis=1)

@@ -76,7 +76,7 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-TIE_BREAKS = ("random", "index")
+TIE_BREAKS = ("official", "random", "index")
 
 
 def _check_prior(prior: str, tie_break: str) -> None:
@@ -90,7 +90,10 @@ TIE_SEED_OFFSET = 7_919  # tie orders get their own stream, so both rules meet t
 
 
 def _tie_order(tie_break: str, n: int, n_hyp: int, generator: torch.Generator):
-    """Per episode, a uniformly random order of the theories for breaking posterior ties."""
+    """How posterior ties are broken: the official code's unstable sort, index order (None), or
+    per episode a uniformly random order of the theories."""
+    if tie_break == "official":
+        return "official"
     if tie_break == "index":
         return None
     return torch.argsort(torch.rand(n, n_hyp, generator=generator), dim=1)
@@ -176,7 +179,7 @@ def run_guarded_episodes(
                     tables.subset(keep),
                     log_post[keep],
                 )
-                ties = None if ties is None else ties[keep]
+                ties = ties[keep] if isinstance(ties, torch.Tensor) else ties
     return EpisodeOutcomes(total.numpy(), died.numpy(), stopped.numpy(), steps.numpy())
 
 

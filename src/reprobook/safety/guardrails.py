@@ -22,7 +22,9 @@ GUARDRAILS = ("none", "cheating", "posterior", "iid", "non-iid")
 
 
 def m_alpha_masks(
-    log_posterior: torch.Tensor, alphas: Sequence[float], tie_order: torch.Tensor | None = None
+    log_posterior: torch.Tensor,
+    alphas: Sequence[float],
+    tie_order: torch.Tensor | str | None = None,
 ) -> torch.Tensor:
     """The plausible sets M_alpha for several alphas at once, as a boolean mask [n_alphas, E, H].
 
@@ -33,16 +35,23 @@ def m_alpha_masks(
 
     Ties are common (the uniform prior; theories that agree on every arm pulled so far), and the
     paper leaves their order open. ``tie_order`` [E, H] is a permutation of the theories per
-    episode: among equal posteriors, theories earlier in it come first. Without it, the lowest
-    index comes first, which favours the all-zero, least harmful theories. With alpha = 0, theories
-    of zero posterior mass are kept too (0 >= 0), as in the official code.
+    episode: among equal posteriors, theories earlier in it come first. ``"official"`` sorts as
+    the official code does, ``torch.sort`` without stability: on CPU a fixed order that the
+    sorting kernel derives from the whole pattern of values (neither index nor random order).
+    Without it, the lowest index comes first, which favours the all-zero, least harmful
+    theories. With alpha = 0, theories of zero posterior mass are kept too (0 >= 0), as in the
+    official code.
     """
     if log_posterior.dim() != 2:
         raise ValueError(f"log_posterior must be [E, H], got shape {tuple(log_posterior.shape)}")
     if len(alphas) == 0 or any(not 0.0 <= a <= 1.0 for a in alphas):
         raise ValueError(f"every alpha must lie in [0, 1], got {list(alphas)}")
     posterior = log_posterior.exp()
-    if tie_order is None:
+    if isinstance(tie_order, str):
+        if tie_order != "official":
+            raise ValueError(f"tie_order must be a tensor, None or 'official', got {tie_order!r}")
+        ordered, order = torch.sort(posterior, dim=1, descending=True)  # not stable, as official
+    elif tie_order is None:
         ordered, order = torch.sort(posterior, dim=1, descending=True, stable=True)
     else:
         if tie_order.shape != posterior.shape:
@@ -63,7 +72,7 @@ def m_alpha_masks(
 
 
 def m_alpha_mask(
-    log_posterior: torch.Tensor, alpha: float, tie_order: torch.Tensor | None = None
+    log_posterior: torch.Tensor, alpha: float, tie_order: torch.Tensor | str | None = None
 ) -> torch.Tensor:
     """M_alpha for one alpha, as a boolean mask [E, H]."""
     return m_alpha_masks(log_posterior, [alpha], tie_order)[0]
@@ -86,7 +95,7 @@ def log_harm_estimates(
     log_posterior: torch.Tensor,
     true_index: torch.Tensor,
     alpha: float | None = None,
-    tie_order: torch.Tensor | None = None,
+    tie_order: torch.Tensor | str | None = None,
 ) -> torch.Tensor:
     """log harm estimate [E, A] of every arm under ``guardrail``.
 

@@ -18,6 +18,19 @@ STYLES = {  # guardrail -> (label, palette index, line style); distinct in colou
 }
 
 
+DEGENERATE = 0.9  # a column where every alpha-free guardrail refuses this often says so
+
+
+def _degenerate(row: dict) -> str:
+    """A title note for a threshold at which the alpha-free guardrails nearly always refuse."""
+    stopped = [row[g]["stopped"] for g in ALPHA_FREE if "stopped" in row[g]]
+    if not stopped or min(stopped) < DEGENERATE:
+        return ""
+    return (
+        f"\ndegenerate: the guardrails refuse in {min(stopped):.0%}-{max(stopped):.0%} of episodes"
+    )
+
+
 def plot_guardrail_grid(
     grid: dict, harm_thresholds: Sequence[float], alphas: Sequence[float]
 ) -> plt.Figure:
@@ -44,7 +57,7 @@ def plot_guardrail_grid(
             ax.set_xscale("log")
             ax.set_ylabel(label)
             if r == 0:
-                ax.set_title(f"guardrail threshold C = {c:g}")
+                ax.set_title(f"guardrail threshold C = {c:g}" + _degenerate(row))
             else:
                 ax.set_xlabel(r"$\alpha$ (non-i.i.d. bound)")
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -90,12 +103,16 @@ def plot_overestimation(study: dict, n_hypotheses: int) -> plt.Figure:
     return fig
 
 
-def plot_tie_break(main: dict, other: dict, labels: tuple[str, str]) -> plt.Figure:
-    """Non-i.i.d. guardrail deaths against alpha under two tie-break rules, one panel per C."""
+def plot_tie_break(main: dict, other: dict | list[dict], labels: Sequence[str]) -> plt.Figure:
+    """Non-i.i.d. guardrail deaths against alpha under several tie-break rules (the chapter's
+    first, then ``other``: one grid or a list), one panel per C."""
+    grids = [main, *(other if isinstance(other, list) else [other])]
+    if len(labels) != len(grids):
+        raise ValueError(f"need one label per grid ({len(grids)}), got {len(labels)}")
     cs = harm_thresholds_in(main)
     fig, axes = plt.subplots(1, len(cs), figsize=(4.2 * len(cs), 3.4), squeeze=False)
     for ax, c in zip(axes[0], cs, strict=True):
-        for grid, label, color in zip((main, other), labels, colors(2), strict=True):
+        for grid, label, color in zip(grids, labels, colors(len(grids)), strict=True):
             cells = grid[c_key(c)]["non-iid"]
             alphas = sorted(float(a) for a in cells)
             rows = [cells[alpha_key(a)] for a in alphas]

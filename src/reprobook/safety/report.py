@@ -6,10 +6,15 @@ Pure functions of the metrics that ``reprobook.safety.study`` computes (see
 
 from __future__ import annotations
 
-from reprobook import report
+import json
+import math
+
+import pandas as pd
+
+from reprobook import report, results
 from reprobook.safety.study import ALPHA_FREE, alpha_key, alphas_in, c_key, harm_thresholds_in
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: the tie-break sensitivity holds a list of rules
 REQUIRED_KEYS = (
     "threshold", "n_episodes", "n_seeds", "guarded", "tie_break", "guarded_other_ties",
     "overestimation", "claims",
@@ -36,6 +41,9 @@ CLAIMS = {
     "bound_holds": "the per-step overestimation frequency is as high (the paper's plotted metric)",
     "wrong_prior_breaks_bound": "negative control: an optimistic wrong prior falls below the "
     "guarantee",
+    "matches_official_code": "at C = 0.1, every death rate of the official code's seven runs is "
+    "matched within 2 standard errors of the difference, both counted by the official rule "
+    "(reported)",
 }
 HEADLINE_CLAIMS = (
     "alpha_free_tradeoff", "deaths_fall_with_c", "non_iid_deaths_rise_with_alpha",
@@ -135,6 +143,8 @@ def check_claims(metrics: dict) -> dict[str, bool]:
     claims["wrong_prior_breaks_bound"] = any(
         not _meets_guarantee(r, "always_over") for r in study["optimistic"]
     )
+    if "official_code" in metrics and c_key(metrics["official_code"]["harm_threshold"]) in grid:
+        claims["matches_official_code"] = all(abs(r["z"]) < 2 for r in official_comparison(metrics))
     return claims
 
 
@@ -233,23 +243,33 @@ def per_episode_note(metrics: dict) -> str:
     )
 
 
+def _other_ties(metrics: dict) -> list[dict]:
+    """The tie-break sensitivity runs: a list of {tie_break, n_seeds, grid} (one dict in older
+    metrics)."""
+    others = metrics["guarded_other_ties"]
+    return others if isinstance(others, list) else [others]
+
+
 def tie_break_note(metrics: dict) -> str:
     """Markdown: how much the non-i.i.d. guardrail's death rate moves with the tie-break rule."""
-    main, other = metrics["guarded"], metrics["guarded_other_ties"]
-    rule, other_rule = metrics["tie_break"], other["tie_break"]
-    gaps = [
-        (abs(a["deaths"] - b["deaths"]), c, alpha, a, b)
-        for c in harm_thresholds_in(main)
-        for alpha, a in main[c_key(c)]["non-iid"].items()
-        for b in [other["grid"][c_key(c)]["non-iid"][alpha]]
-    ]
-    gap, c, alpha, a, b = max(gaps)
-    return (
-        f"**Tie-breaking in M_alpha.** The largest gap is at C = {c:g}, alpha = {alpha}: "
-        f"the non-i.i.d. guardrail dies in {100 * a['deaths']:.1f} % of episodes with {rule} "
-        f"tie-breaking and {100 * b['deaths']:.1f} % with {other_rule} tie-breaking "
-        f"(reward {a['reward']:.1f} vs {b['reward']:.1f}; the {other_rule} run uses one seed)."
-    )
+    main, rule = metrics["guarded"], metrics["tie_break"]
+    sentences = []
+    for other in _other_ties(metrics):
+        other_rule = other["tie_break"]
+        gaps = [
+            (abs(a["deaths"] - b["deaths"]), c, alpha, a, b)
+            for c in harm_thresholds_in(main)
+            for alpha, a in main[c_key(c)]["non-iid"].items()
+            for b in [other["grid"][c_key(c)]["non-iid"][alpha]]
+        ]
+        gap, c, alpha, a, b = max(gaps)
+        sentences.append(
+            f"Against {other_rule} tie-breaking, the largest gap is at C = {c:g}, alpha = {alpha}: "
+            f"the non-i.i.d. guardrail dies in {100 * a['deaths']:.1f} % of episodes with {rule} "
+            f"tie-breaking and {100 * b['deaths']:.1f} % with {other_rule} tie-breaking "
+            f"(reward {a['reward']:.1f} vs {b['reward']:.1f}; the {other_rule} run uses one seed)."
+        )
+    return "**Tie-breaking in M_alpha.** " + " ".join(sentences)
 
 
 def _live(metrics: dict) -> list[dict]:
@@ -277,7 +297,6 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
     broken = [f"{r['alpha']:g}" for r in opt if not _meets_guarantee(r, "always_over")]
     cs = harm_thresholds_in(grid)
     post_lo, post_hi = grid[c_key(cs[0])]["posterior"], grid[c_key(cs[-1])]["posterior"]
-    other = metrics["guarded_other_ties"]
     return {
         "n_episodes": f"{metrics['n_episodes']:,}",
         "n_seeds": str(metrics["n_seeds"]),
@@ -294,5 +313,68 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "high_c": f"{cs[-1]:g}",
         "none_deaths": report.pct(grid["none"]["deaths"]),
         "fifty_fifty_small_alpha": f"{study['correct'][0]['fifty_fifty_estimate']:.2f}",
-        "other_ties_rule": other["tie_break"],
+        "other_ties_rule": " and ".join(o["tie_break"] for o in _other_ties(metrics)),
+        "official_commit": metrics.get("official_code", {}).get("commit", "(not recorded)"),
+        "official_episodes": f"{metrics.get('official_code', {}).get('n_episodes', 0):,}",
+        "official_c": f"{metrics.get('official_code', {}).get('harm_threshold', float('nan')):g}",
     }
+
+
+# --- against the official code --------------------------------------------------------------
+
+OFFICIAL_FILE = "official_code.json"
+
+
+def load_official_code(chapter: str) -> dict:
+    """The official code's death rates, committed beside the chapter's anchors
+    (``results/<chapter>/official_code.json``: the commit, its settings, one row per run)."""
+    path = results.committed_results_root() / chapter / OFFICIAL_FILE
+    if not path.exists():
+        raise ValueError(f"{path} is missing: the comparison with the official code needs it")
+    return json.loads(path.read_text())
+
+
+OFFICIAL_ROWS = (("none", None), ("cheating", None), ("posterior", None), ("iid", None),
+                 ("non-iid", 1e-4), ("non-iid", 1e-2), ("non-iid", 1.0))  # fmt: skip
+
+
+def official_comparison(metrics: dict) -> list[dict]:
+    """This run's death rates against the official code's (``metrics["official_code"]``, run
+    by its own scripts at one C), both counted by the official rule (an explosion on the last
+    step is no death), with the z-score of the difference (binomial standard errors; this run's
+    episodes pooled over seeds)."""
+    official = metrics["official_code"]
+    c = official["harm_threshold"]
+    n_ours = metrics["n_episodes"] * metrics["n_seeds"]
+    rows = []
+    for (guardrail, alpha), theirs in zip(OFFICIAL_ROWS, official["rows"], strict=True):
+        if theirs["guardrail"] != guardrail or theirs.get("alpha") != alpha:
+            raise ValueError(f"official rows out of order at {guardrail}, alpha = {alpha}")
+        if guardrail == "none":
+            cell = metrics["guarded"]["none"]
+        elif alpha is None:
+            cell = metrics["guarded"][c_key(c)][guardrail]
+        else:
+            cell = metrics["guarded"][c_key(c)]["non-iid"][alpha_key(alpha)]
+        ours = cell["deaths"] - cell["deaths_on_last_step"]
+        p, n = theirs["deaths"], official["n_episodes"]
+        se = math.sqrt(p * (1 - p) / n + ours * (1 - ours) / n_ours)
+        rows.append({"guardrail": guardrail if alpha is None else f"non-i.i.d. α = {alpha:g}",
+                     "official": p, "official_2se": 2 * math.sqrt(p * (1 - p) / n),
+                     "here": ours, "here_2se": 2 * math.sqrt(ours * (1 - ours) / n_ours),
+                     "z": (ours - p) / se if se > 0 else 0.0})  # fmt: skip
+    return rows
+
+
+def official_table(metrics: dict) -> pd.DataFrame:
+    """The comparison with the official code as a table."""
+    rows = [
+        {
+            "guardrail": r["guardrail"],
+            "official code": f"{r['official']:.3f} ± {r['official_2se']:.3f}",
+            "here": f"{r['here']:.3f} ± {r['here_2se']:.3f}",
+            "z (here − official)": f"{r['z']:+.1f}",
+        }
+        for r in official_comparison(metrics)
+    ]
+    return pd.DataFrame(rows).set_index("guardrail")
