@@ -855,7 +855,17 @@ def test_plot_tie_break_takes_several_rules_and_marks_degenerate_thresholds():
     with pytest.raises(ValueError, match="one label per grid"):
         plots.plot_tie_break(metrics["guarded"], [other], ["a"])
     grid = metrics["guarded"]
-    for g in ("cheating", "posterior", "iid"):
-        grid["C=0.01"][g]["stopped"] = 0.99
+    for cell in (grid["C=0.01"]["posterior"], grid["C=0.01"]["iid"],
+                 *grid["C=0.01"]["non-iid"].values()):  # fmt: skip
+        cell["stopped"] = 0.99
     fig = plots.plot_guardrail_grid(grid, [0.01, 0.1], [0.001, 1.0])
     assert "degenerate" in fig.axes[0].get_title() and "degenerate" not in fig.axes[1].get_title()
+
+
+def test_the_committed_official_runs_name_their_commit_and_rows():
+    official = chapter.load_official_code("ch10-bayesian-oracle")
+    assert official["commit"] == "7ab10e0"
+    assert official["harm_threshold"] == 0.1 and official["n_episodes"] >= 1000
+    names = [(r["guardrail"], r["alpha"]) for r in official["rows"]]
+    assert names == list(chapter.OFFICIAL_ROWS)
+    assert all(0 <= r["deaths"] <= r["explosions_any_step"] <= 1 for r in official["rows"])

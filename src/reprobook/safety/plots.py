@@ -18,16 +18,20 @@ STYLES = {  # guardrail -> (label, palette index, line style); distinct in colou
 }
 
 
-DEGENERATE = 0.9  # a column where every alpha-free guardrail refuses this often says so
+DEGENERATE = 0.9  # a threshold at which every Bayesian guardrail refuses this often says so
 
 
 def _degenerate(row: dict) -> str:
-    """A title note for a threshold at which the alpha-free guardrails nearly always refuse."""
-    stopped = [row[g]["stopped"] for g in ALPHA_FREE if "stopped" in row[g]]
+    """A title note for a threshold C at which the Bayesian guardrails (posterior, i.i.d. and
+    non-i.i.d. at every alpha) nearly always refuse to act: their death rates there say little."""
+    cells = [row[g] for g in ("posterior", "iid") if g in row]
+    cells += list(row.get("non-iid", {}).values())
+    stopped = [cell["stopped"] for cell in cells if "stopped" in cell]
     if not stopped or min(stopped) < DEGENERATE:
         return ""
     return (
-        f"\ndegenerate: the guardrails refuse in {min(stopped):.0%}-{max(stopped):.0%} of episodes"
+        f"\ndegenerate: the Bayesian guardrails refuse in {min(stopped):.0%}-{max(stopped):.0%} "
+        "of episodes"
     )
 
 
