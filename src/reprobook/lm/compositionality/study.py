@@ -87,23 +87,29 @@ def vocabulary(prose: Sequence[str], prose_words: int) -> text.Vocabulary:
     return text.Vocabulary.from_corpus(grammar.all_words(), prose, prose_words)
 
 
-def evaluation_sets(
-    vocab: text.Vocabulary, n: int, rng: np.random.Generator, n_slots: int = len(grammar.SLOTS)
-) -> tuple[dict[int, np.ndarray], dict[tuple[int, str], torch.Tensor]]:
-    """Held-out index rows per k, and their token ids per (k, condition)."""
-    rows, tokens = {}, {}
+def held_out_words(
+    n: int, rng: np.random.Generator, n_slots: int = len(grammar.SLOTS)
+) -> tuple[dict[int, np.ndarray], dict[tuple[int, str], list[list[str]]]]:
+    """Held-out index rows per k (distinct across k), and their words per (k, condition):
+    coherent, the official shuffle, the shuffle with the period kept last."""
+    rows, words = {}, {}
     used: set = set()
     for k in grammar.COUPLINGS:
         rows[k] = grammar.unique_sentences(k, n, rng, exclude=used, n_slots=n_slots)
         used |= {tuple(int(i) for i in r) for r in rows[k]}
         sentences = [grammar.sentence(r) for r in rows[k]]
-        variants = {
-            "coherent": sentences,
-            "shuffled": [shuffle(s, rng) for s in sentences],
-            "shuffled_period_last": [shuffle(s, rng, keep_period=True) for s in sentences],
-        }  # fmt: skip
-        for condition, words in variants.items():
-            tokens[(k, condition)] = torch.tensor([vocab.encode(w) for w in words])
+        words[(k, "coherent")] = sentences
+        words[(k, "shuffled")] = [shuffle(s, rng) for s in sentences]
+        words[(k, "shuffled_period_last")] = [shuffle(s, rng, keep_period=True) for s in sentences]
+    return rows, words
+
+
+def evaluation_sets(
+    vocab: text.Vocabulary, n: int, rng: np.random.Generator, n_slots: int = len(grammar.SLOTS)
+) -> tuple[dict[int, np.ndarray], dict[tuple[int, str], torch.Tensor]]:
+    """Held-out index rows per k, and their token ids per (k, condition)."""
+    rows, words = held_out_words(n, rng, n_slots)
+    tokens = {key: torch.tensor([vocab.encode(w) for w in ws]) for key, ws in words.items()}
     return rows, tokens
 
 
@@ -268,19 +274,10 @@ def measure_checkpoint(model_name: str, revision: str | None, n_sentences: int, 
     model, tokenizer = lifetime.load_checkpoint(model_name, revision)
     rng = np.random.default_rng([seed, 2])
     out: dict = {"model_name": model_name, "revision": revision, "id": {c: {} for c in CONDITIONS}}
-    used: set = set()
-    for k in grammar.COUPLINGS:
-        rows = grammar.unique_sentences(k, n_sentences, rng, exclude=used)
-        used |= {tuple(int(i) for i in r) for r in rows}
-        sentences = [grammar.sentence(r) for r in rows]
-        variants = {
-            "coherent": sentences,
-            "shuffled": [shuffle(s, rng) for s in sentences],
-            "shuffled_period_last": [shuffle(s, rng, keep_period=True) for s in sentences],
-        }  # fmt: skip
-        for condition, words in variants.items():
-            texts = [" ".join(w).replace(" " + grammar.PERIOD, grammar.PERIOD) for w in words]
-            tokens, lengths = lifetime.encode_texts(tokenizer, texts)
-            states = lifetime.last_token_states(model, tokens, lengths)
-            out["id"][condition][str(k)] = dimensions(states, LIFETIME_ESTIMATORS)
+    _, words = held_out_words(n_sentences, rng)
+    for (k, condition), sentences in words.items():
+        texts = [" ".join(w).replace(" " + grammar.PERIOD, grammar.PERIOD) for w in sentences]
+        tokens, lengths = lifetime.encode_texts(tokenizer, texts)
+        states = lifetime.last_token_states(model, tokens, lengths)
+        out["id"][condition][str(k)] = dimensions(states, LIFETIME_ESTIMATORS)
     return out
