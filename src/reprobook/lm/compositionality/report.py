@@ -375,7 +375,7 @@ def key_number(metrics: dict) -> str:
 def prose_numbers(metrics: dict) -> dict[str, str]:
     s = metrics["settings"]
     end = final(metrics)
-    big, small = metrics["sizes"][-1], metrics["sizes"][0]
+    big = metrics["sizes"][-1]
 
     ks = metrics["couplings"]
 
@@ -396,7 +396,6 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "prose_share": f"{s['prose_share']:.0%}",
         "lengths": ", ".join(str(n) for n in s["lengths"]),
         "big": big,
-        "small": small,
         "coherent_end": _by_k(metrics, big, end, "coherent"),
         "coherent_init": _by_k(metrics, big, "0", "coherent"),
         "shuffled_end": _by_k(metrics, big, end, "shuffled"),
