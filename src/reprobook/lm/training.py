@@ -51,3 +51,36 @@ def pretrain(
 def evaluate_loss(model: nn.Module, windows: Tensor) -> float:
     """Next-token loss on fixed ``windows`` (nats per token)."""
     return next_token_loss(model, windows).item()
+
+
+def document_loss(model: nn.Module, documents: Tensor, pad: int) -> Tensor:
+    """Next-token cross-entropy over padded documents ``[n, length]``; padding targets ignored."""
+    logits = model(documents[:, :-1])
+    return F.cross_entropy(logits.transpose(1, 2), documents[:, 1:], ignore_index=pad)
+
+
+def train_on_documents(
+    model: nn.Module,
+    documents: Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    pad: int,
+    generator: torch.Generator,
+    progress: bool = False,
+) -> list[float]:
+    """AdamW next-token training on random batches of whole padded documents."""
+    if steps < 1 or batch < 1 or len(documents) < 1:
+        raise ValueError(f"need steps >= 1, batch >= 1 and documents; got {steps}, {batch}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for _ in tqdm(range(steps), desc="documents", disable=not progress, leave=False, mininterval=5):
+        rows = torch.randint(len(documents), (batch,), generator=generator)
+        loss = document_loss(model, documents[rows], pad)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
