@@ -30,15 +30,14 @@ def plot_world(categories: list, n_covered: int, seed: int) -> plt.Figure:
     ax.legend(handles, [f"category with unsafe examples in D ({n_covered})",
                         f"category missing from D ({len(categories) - n_covered})"],
               loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # fmt: skip
-    ax.set_title(f"The hidden rule of seed {seed}: an instruction violates iff its "
-                 "(topic, act) pair is a category", fontsize="medium")  # fmt: skip
-    fig.tight_layout()
+    ax.set_title(f"Seed {seed}: the (topic, act) pairs that violate", fontsize="medium")
+    ax.grid(False)
     return fig
 
 
 def plot_generation(metrics: dict) -> plt.Figure:
     """Violating instructions per category, with and without the prefix (sum over seeds), the
-    categories missing from D shaded (at the lowest coverage)."""
+    categories missing from D shaded (at the lowest coverage); linear below 1, log above."""
     runs = metrics["runs"]
     low = int(coverages(metrics)[0])
     n = metrics["settings"]["n_categories"]
@@ -48,14 +47,13 @@ def plot_generation(metrics: dict) -> plt.Figure:
     for i, (method, words) in enumerate((("prompting", "without the prefix"),
                                          ("harmaug", "with the prefix"))):  # fmt: skip
         counts = np.sum([r["generation"][method]["per_category"] for r in runs], axis=0)
-        ax.bar(x + (i - 0.5) * 0.4, np.maximum(counts, 0.8), 0.4, label=words, color=palette[i])
+        ax.bar(x + (i - 0.5) * 0.4, counts, 0.4, label=words, color=palette[i])
     ax.axvspan(low - 0.5, n - 0.5, color="0.9", zorder=0, label="missing from D")
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=1)  # zero is drawn as zero
     ax.set_xlabel("category (index in the seed's world)")
     ax.set_ylabel("violating instructions")
     ax.set_xticks(x)
     ax.legend(frameon=False, fontsize="small")
-    fig.tight_layout()
     return fig
 
 
@@ -64,7 +62,7 @@ def plot_auprc(metrics: dict, subset: str = "missing") -> plt.Figure:
     AUPRC chance level (the positive rate of the subset) as a dash."""
     runs, low = metrics["runs"], coverages(metrics)[0]
     guards = ("teacher", *METHODS)
-    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
     width = 0.8 / len(guards)
     palette = colors(len(guards))
     for j, g in enumerate(guards):
@@ -81,12 +79,12 @@ def plot_auprc(metrics: dict, subset: str = "missing") -> plt.Figure:
         chance = np.mean([r["coverages"][low]["methods"]["teacher"]["test"][name][subset]["chance"]
                           for r in runs])  # fmt: skip
         ax.hlines(chance, i - 0.45, i + 0.45, colors="k", linestyles=":", lw=1)
-    ax.set_xticks(range(len(TEST_SETS)), [SET_WORDS[n] for n in TEST_SETS], fontsize="small")
+    ticks = [SET_WORDS[n].replace(" (", "\n(") for n in TEST_SETS]
+    ax.set_xticks(range(len(TEST_SETS)), ticks, fontsize="x-small")
     ax.set_ylabel(f"AUPRC ({subset} categories)")
     ax.set_ylim(0, 1.05)
-    ax.legend(frameon=False, fontsize="x-small", ncol=3, loc="upper center",
-              bbox_to_anchor=(0.5, -0.15))  # fmt: skip
-    fig.tight_layout()
+    ax.legend(frameon=False, fontsize="x-small", ncol=2, loc="upper center",
+              bbox_to_anchor=(0.5, -0.22))  # fmt: skip
     return fig
 
 
@@ -106,5 +104,4 @@ def plot_coverage(metrics: dict) -> plt.Figure:
     ax.set_xticks([int(c) for c in cov])
     ax.set_title("HarmAug gain: " + ", ".join(f"{x:+.2f}" for x in g), fontsize="medium")
     ax.legend(frameon=False, fontsize="small")
-    fig.tight_layout()
     return fig

@@ -356,6 +356,11 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "refusal_before": _ms([r["generator"]["refusal_before"] for r in runs], 2),
         "yield_with": _ms([r["generation"]["harmaug"]["yield"] for r in runs], 1, 100) + " %",
         "yield_without": _ms([r["generation"]["prompting"]["yield"] for r in runs], 1, 100) + " %",
+        "n_missing": str(settings["n_categories"] - int(low)),
+        "missing_with": _ms([missing_covered(r, low, "harmaug") for r in runs], 1),
+        "missing_without": _ms([missing_covered(r, low, "prompting") for r in runs], 1),
+        "violating_with": _ms([r["generation"]["harmaug"]["violating"] for r in runs], 0),
+        "violating_without": _ms([r["generation"]["prompting"]["violating"] for r in runs], 0),
         "auprc_missing": "; ".join(
             f"{METHOD_WORDS[m]} {_ms(per_seed(metrics, mean_auprc, low, m, 'missing'))}"
             for m in ("no_aug", "eda", "prompting", "harmaug", "teacher")

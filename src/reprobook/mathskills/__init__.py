@@ -1,0 +1,1 @@
+"""AI-assisted generation of difficult math questions (MATH²): the mathskills topic package."""
