@@ -117,3 +117,11 @@ def test_shown_path_is_relative_inside_the_repository(tmp_path):
 def test_fmt_seconds_and_pct():
     assert report.fmt_seconds(45) == "45 s" and report.fmt_seconds(450) == "7.5 min"
     assert report.pct(0.0075) == "0.8 %" and report.pct(0.5, 0) == "50 %"
+
+
+def test_held_text_names_the_outcome_or_says_it_was_not_checked():
+    claims = {"a": True, "b": False}
+    assert report.held_text(claims, "a") == "holds"
+    assert report.held_text(claims, "b") == "does not hold"
+    assert report.held_text(claims, "c") == "not tested"
+    assert report.held_text(claims, "c", "not checked (one seed)") == "not checked (one seed)"

@@ -341,6 +341,14 @@ def glue_prose(report: ModuleType, metrics: dict) -> dict[str, str]:
     return values
 
 
+def held_text(claims: Mapping[str, bool], name: str, missing: str = "not tested") -> str:
+    """A claim's outcome in words for the prose: "holds", "does not hold", or ``missing`` when
+    the run did not check it."""
+    if name not in claims:
+        return missing
+    return "holds" if claims[name] else "does not hold"
+
+
 def pct(x: float, digits: int = 1) -> str:
     """A fraction as a percentage string: 0.0075 -> '0.8 %'."""
     return f"{100 * x:.{digits}f} %"

@@ -15,6 +15,8 @@ from reprobook import report
 from reprobook.flows.distances import METRICS
 from reprobook.flows.meta.study import METRICS_VERSION as METRICS_VERSION
 
+ONE_SEED = "not tested (one seed)"  # what the prose says of a claim a one-seed run skips
+
 REQUIRED_KEYS = ("methods", "tasks", "claims")
 PAPER_CLAIM = (
     "Embedding the whole initial population with a graph neural network and conditioning a "
@@ -175,12 +177,6 @@ def _order(metrics: dict, task: str, split: str, metric: str = "w2") -> str:
                       for m in sorted(means, key=means.get))  # fmt: skip
 
 
-def _holds(claims: dict, name: str) -> str:
-    if name not in claims:
-        return "not tested (one seed)"
-    return "holds" if claims[name] else "does not hold"
-
-
 def miniature_findings(metrics: dict) -> dict[str, str]:
     """What this run found, keyed by the ids of the chapter's anchors."""
     claims = metrics["claims"]
@@ -204,7 +200,10 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     checked = [n for n in HEADLINE_CLAIMS if n in claims]
     out["generalises"] = (
         f"{len(held)} of {len(checked)} held-out comparisons hold ({TEST}): "
-        + "; ".join(f"{n.replace('_', ' ')}: {_holds(claims, n)}" for n in HEADLINE_CLAIMS)
+        + "; ".join(
+            f"{n.replace('_', ' ')}: {report.held_text(claims, n, ONE_SEED)}"
+            for n in HEADLINE_CLAIMS
+        )
     )
     return out
 

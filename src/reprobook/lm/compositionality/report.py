@@ -299,17 +299,13 @@ def _by_k(metrics: dict, size: str, step: str, condition: str, estimator: str = 
                      for k in metrics["couplings"])  # fmt: skip
 
 
-def _held(claims: dict, name: str) -> str:
-    return "not tested" if name not in claims else ("holds" if claims[name] else "does not hold")
-
-
 def miniature_findings(metrics: dict) -> dict[str, str]:
     claims = metrics["claims"]
     end = final(metrics)
     big = metrics["sizes"][-1]
 
     def held(name: str) -> str:
-        return _held(claims, name)
+        return report.held_text(claims, name)
 
     def by_k(step: str, condition: str, estimator: str = "twonn", layer: str = "last") -> str:
         return _by_k(metrics, big, step, condition, estimator, layer)
@@ -410,8 +406,8 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
     claims = metrics.get("claims") or check_claims(metrics)
     for name in COMPARISONS:
         out[f"diff_{name}"] = comparison(metrics, name).lower_text(2, "supports")
-        out[f"held_{name}"] = _held(claims, name)
-    out["held_monotone_in_k"] = _held(claims, "monotone_in_k")
+        out[f"held_{name}"] = report.held_text(claims, name)
+    out["held_monotone_in_k"] = report.held_text(claims, "monotone_in_k")
     return out
 
 

@@ -63,6 +63,7 @@ CLAIMS = {
 HEADLINE_CLAIMS = ("prefix_raises_yield", "prefix_raises_coverage", "beats_baselines_missing",
                    "gain_shrinks_with_coverage")  # fmt: skip
 KEY_ANCHOR = "harmaug_auprc_avg"
+NOT_CHECKED = "not checked (needs the full profile)"
 
 
 def coverages(metrics: dict) -> list[str]:
@@ -321,14 +322,6 @@ def key_number(metrics: dict) -> str:
     )
 
 
-def _yes(flag: bool | None) -> str:
-    return (
-        "not checked (needs the full profile)"
-        if flag is None
-        else ("holds" if flag else "does not hold")
-    )
-
-
 def prose_numbers(metrics: dict) -> dict[str, str]:
     """Every number the prose discusses, formatted, for ``report.glue_prose``."""
     settings, runs = metrics["settings"], metrics["runs"]
@@ -371,7 +364,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         ),
         "gains": "; ".join(f"{c} categories: {_ms(gains(metrics, c))}" for c in cov),
         "flops_ratio": cost_table(metrics).loc["forward FLOPs per example", "student / teacher"],
-        **{f"held_{name}": _yes(claims.get(name)) for name in CLAIMS},
+        **{f"held_{n}": report.held_text(claims, n, NOT_CHECKED) for n in CLAIMS},
     }
     for other in BASELINES:
         out[f"diff_{other}"] = missing_comparison(metrics, other).lower_text(word="lower")
