@@ -1,1 +1,1 @@
-"""AI-assisted generation of difficult math questions (MATH²): the mathskills topic package."""
+"""Programmatic math micro-skills, the MATH² question pipeline, and small trained solvers (ch04)."""
