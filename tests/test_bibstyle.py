@@ -31,3 +31,12 @@ def test_style_formats_a_bibliography():
     data = parse_string(BIB, "bibtex")
     formatted = bibstyle.AuthorYearStyle().format_bibliography(data)
     assert [e.label for e in formatted][0].startswith("Csendes")  # sorted by author
+
+
+def test_book_wide_labels_win_over_a_chapter_subset():
+    entries = list(parse_string(BIB, "bibtex").entries.values())
+    bibstyle.GLOBAL.update(bibstyle.unique_labels(entries))
+    try:  # a chapter citing only the second Lee still gets its book-wide label
+        assert list(bibstyle.AuthorYearLabels().format_labels(entries[2:3])) == ["Lee et al. 2024b"]
+    finally:
+        bibstyle.GLOBAL.clear()

@@ -27,18 +27,30 @@ def author_year(entry) -> str:
     return f"{who} {year}" if year else who
 
 
+def unique_labels(entries) -> dict[str, str]:
+    """Author-year labels by key; equal ones get a, b, ... in the order of the entries."""
+    entries = list(entries)
+    labels = [author_year(e) for e in entries]
+    for label in set(labels):
+        same = [i for i, x in enumerate(labels) if x == label]
+        if len(same) > 1:
+            for k, i in enumerate(same):
+                labels[i] = f"{label}{chr(ord('a') + k)}"
+    return {e.key: label for e, label in zip(entries, labels, strict=True)}
+
+
+GLOBAL: dict[str, str] = {}  # every entry of the book's .bib files: one label per key, book-wide
+
+
 class AuthorYearLabels(BaseLabelStyle):
-    """Author-year labels; equal ones get a, b, ... in the order of the bibliography."""
+    """Author-year labels, unique across the whole book (each chapter formats its own
+    bibliography, but the labels of all of them must differ)."""
 
     def format_labels(self, sorted_entries):
         entries = list(sorted_entries)
-        labels = [author_year(e) for e in entries]
-        for label in labels:
-            if labels.count(label) > 1:
-                same = [i for i, x in enumerate(labels) if x == label]
-                for k, i in enumerate(same):
-                    labels[i] = f"{label}{chr(ord('a') + k)}"
-        yield from labels
+        local = unique_labels(entries)
+        for entry in entries:
+            yield GLOBAL.get(entry.key, local[entry.key])
 
 
 class AuthorYearStyle(UnsrtStyle):
@@ -46,7 +58,20 @@ class AuthorYearStyle(UnsrtStyle):
     default_sorting_style = "author_year_title"
 
 
+def _load_bibfiles(app, config) -> None:
+    from pathlib import Path
+
+    from pybtex.database import parse_file
+
+    entries = []
+    for name in config.bibtex_bibfiles:
+        entries += parse_file(Path(app.srcdir) / name).entries.values()
+    GLOBAL.clear()
+    GLOBAL.update(unique_labels(entries))
+
+
 def setup(app):
+    app.connect("config-inited", _load_bibfiles)
     register_plugin("pybtex.style.labels", "authoryear", AuthorYearLabels)
     register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
