@@ -179,6 +179,7 @@ def test_claims_follow_the_numbers(metrics):
             x = 0.2 + 0.15 * i + 0.01 * k
             s["x"] = x
             s["y"] = {"sequential": x**2, "parallel": x**1.2, "three_step": x**3}
+            s["chain"].update(first_step=x, second_step_on_answers=x, second_skill_uniform=x)
         run["extra"]["composed"]["x"] = 0.6 + 0.01 * k
         run["extra"]["single"]["x"] = 0.5 + 0.02 * k
         run["extra"]["single_equal_steps"]["x"] = 0.55 + 0.01 * k
@@ -188,6 +189,7 @@ def test_claims_follow_the_numbers(metrics):
     assert claims["exponent_near_two"] and claims["correlated_below_two"]
     assert claims["extra_step_above_two"] and claims["pairs_harder"]
     assert claims["composed_help_singles"] and claims["composed_beat_equal_steps"]
+    assert claims["luck_free_near_two"] and claims["steps_independent"]
     for run in m["runs"]:
         for s in run["solvers"]:
             s["y"]["sequential"] = s["x"] ** 1.3

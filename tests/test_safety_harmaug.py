@@ -91,6 +91,7 @@ def test_tiny_run_is_read_by_every_table_and_figure(metrics):
     for table in (chapter.generation_table(metrics), chapter.results_table(metrics),
                   chapter.results_table(metrics, subset="missing"),
                   chapter.coverage_table(metrics), chapter.cost_table(metrics),
+                  chapter.augmented_table(metrics),
                   chapter.paper_table("ch11-harmaug")):  # fmt: skip
         assert len(table) >= 2
     numbers = chapter.prose_numbers(metrics)

@@ -49,6 +49,8 @@ CLAIMS = {
     "seed)",
     "composed_beat_equal_steps": "adding N composed questions (2N worked steps) raises "
     "single-skill accuracy more than adding 2N single-skill questions (same test; reported)",
+    "luck_free_near_two": "without luck (pair accuracy taken as the first step's accuracy times "
+    "the second step's on its true input), the interval of a contains 2 (reported)",
     "steps_independent": "for every solver, the second step's accuracy on the first step's true "
     "answers is within 0.05 of the same skills' accuracy on uniform inputs (the independence "
     "behind Y = X²; reported)",
@@ -70,6 +72,18 @@ def exponent(metrics: dict, kind: str) -> tuple[float, float, float]:
     return bootstrap_exponent(
         [s["x"] for s in rows], [s["y"][kind] for s in rows], run["n_singles"],
         run["n_pairs"][kind], metrics["settings"]["n_boot"], 0,
+    )  # fmt: skip
+
+
+def luck_free_exponent(metrics: dict) -> tuple[float, float, float]:
+    """(a, lower, upper) for Y without luck: first step right x second step right on the true
+    intermediate answer, per solver (what the product of skill accuracies predicts)."""
+    rows = solvers(metrics)
+    run = metrics["runs"][0]
+    y = [s["chain"]["first_step"] * s["chain"]["second_step_on_answers"] for s in rows]
+    return bootstrap_exponent(
+        [s["x"] for s in rows], y, run["n_singles"], run["n_pairs"]["sequential"],
+        metrics["settings"]["n_boot"], 0,
     )  # fmt: skip
 
 
@@ -115,6 +129,8 @@ def check_claims(metrics: dict) -> dict[str, bool]:
     claims["exponent_near_two"] = a["sequential"][1] <= 2 <= a["sequential"][2]
     claims["correlated_below_two"] = a["parallel"][2] < 2
     claims["extra_step_above_two"] = a["three_step"][1] > 2
+    _, lo, hi = luck_free_exponent(metrics)
+    claims["luck_free_near_two"] = lo <= 2 <= hi
     claims["steps_independent"] = max(_independence_gaps(metrics)) <= 0.05
     if len(metrics["runs"]) >= 2:
         claims["composed_help_singles"] = _holds_lower(
@@ -192,6 +208,11 @@ def exponent_table(metrics: dict) -> pd.DataFrame:
         a, lo, hi = exponent(metrics, kind)
         rows[KIND_WORDS[kind]] = {"a": f"{a:.2f}", "95 % interval": f"[{lo:.2f}, {hi:.2f}]",
                                   "contains 2": "yes" if lo <= 2 <= hi else "no"}  # fmt: skip
+    a, lo, hi = luck_free_exponent(metrics)
+    rows["pairs without luck (first step x second step on its true input)"] = {
+        "a": f"{a:.2f}", "95 % interval": f"[{lo:.2f}, {hi:.2f}]",
+        "contains 2": "yes" if lo <= 2 <= hi else "no",
+    }  # fmt: skip
     frame = pd.DataFrame(rows).T
     frame.index.name = "Y = X^a"
     return frame
@@ -245,6 +266,15 @@ def paper_exponent(chapter: str) -> float:
 
 
 # --- findings and prose -----------------------------------------------------------------------
+
+
+def _config_means(metrics: dict, f) -> list[float]:
+    """f averaged over seeds for each solver configuration (budget, updates)."""
+    keys = sorted({(s["size"], s["updates"]) for s in solvers(metrics)})
+    return [
+        float(np.mean([f(s) for s in solvers(metrics) if (s["size"], s["updates"]) == k]))
+        for k in keys
+    ]
 
 
 def _independence_gaps(metrics: dict) -> list[float]:
@@ -306,7 +336,20 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "luck_range": "{:.1f} % to {:.1f} %".format(
             *(100 * f([s["chain"]["luck"] for s in solvers(metrics)]) for f in (np.min, np.max))
         ),
-        "weakest_x2": f"{min(s['x'] for s in solvers(metrics)) ** 2:.3f}",
+        "weakest_x2": f"{min(_config_means(metrics, lambda s: s['x'] ** 2)):.3f}",
+        "solver_exponents": "{:.2f} to {:.2f}".format(
+            *(
+                f(
+                    [
+                        math.log(s["y"]["sequential"]) / math.log(s["x"])
+                        for s in solvers(metrics)
+                        if s["y"]["sequential"] > 0 and 0 < s["x"] < 1
+                    ]
+                )
+                for f in (min, max)
+            )
+        ),
+        "a_luck_free": "{:.2f} [{:.2f}, {:.2f}]".format(*luck_free_exponent(metrics)),
         "independence_gap": "{:.3f} on average, {:.3f} at most".format(
             *(f(_independence_gaps(metrics)) for f in (np.mean, np.max))
         ),

@@ -234,6 +234,23 @@ def results_table(metrics: dict, coverage: str | None = None, subset: str = "all
     return frame
 
 
+def augmented_table(metrics: dict) -> pd.DataFrame:
+    """What each student's augmentation adds at the lowest coverage (mean ± s.e. over seeds):
+    examples, the teacher's unsafe share among them, the missing categories they cover."""
+    low = coverages(metrics)[0]
+    rows = {}
+    for method in METHODS:
+        cells = [r["coverages"][low]["methods"][method] for r in metrics["runs"]]
+        rows[METHOD_WORDS[method]] = {
+            "augmented examples": _ms([c["n_augmented"] for c in cells], 0),
+            "unsafe (teacher)": _ms([c["augmented_unsafe_share"] for c in cells], 2),
+            "missing categories covered": _ms([c["missing_covered"] for c in cells], 1),
+        }
+    frame = pd.DataFrame(rows).T
+    frame.index.name = "student"
+    return frame
+
+
 def coverage_table(metrics: dict) -> pd.DataFrame:
     """The knob: AUPRC (all categories, mean of the test sets) by the coverage of D."""
     n = metrics["settings"]["n_categories"]
@@ -285,6 +302,10 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     runs = metrics["runs"]
     cost = cost_table(metrics)
     g = {m: [r["generation"][m]["yield"] for r in runs] for m in ("harmaug", "prompting")}
+    violating = {
+        m: [r["generation"][m]["violating"] / r["generation"][m]["attempts"] for r in runs]
+        for m in ("harmaug", "prompting")
+    }
     f1 = {m: _ms(per_seed(metrics, mean_f1, low, m)) for m in ("harmaug", "teacher")}
     auprc = {
         m: _ms(per_seed(metrics, mean_auprc, low, m)) for m in ("harmaug", "no_aug", "teacher")
@@ -297,8 +318,12 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         "harmaug_auprc_avg": f"HarmAug student {auprc['harmaug']}, no augmentation "
         f"{auprc['no_aug']}",
         "teacher_auprc_avg": f"teacher {auprc['teacher']}",
-        "prefix_yield": f"{_ms(g['harmaug'], 1, 100)} % with the prefix, "
-        f"{_ms(g['prompting'], 1, 100)} % without",
+        "prefix_yield": "violating instructions per attempt: "
+        + ", ".join(f"{100 * v:.1f} %" for v in violating["harmaug"])
+        + " with the prefix (by seed), "
+        + ", ".join(f"{100 * v:.1f} %" for v in violating["prompting"])
+        + f" without; well-formed answers {_ms(g['harmaug'], 1, 100)} % and "
+        f"{_ms(g['prompting'], 1, 100)} %",
         "cost": f"student / teacher: {cost.loc['forward FLOPs per example', 'student / teacher']} "
         f"of the FLOPs, {cost.loc['CPU latency per example (µs)', 'student / teacher']} of the "
         "latency",
