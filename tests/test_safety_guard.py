@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reprobook.lm.models import count_parameters
 from reprobook.safety import guard
 
 
@@ -95,4 +96,4 @@ def test_flops_and_latency():
     assert f_small >= 2 * 6 * 12 * 16**2
     assert f_big > 8 * f_small
     assert guard.latency(small, x, repeats=2) > 0
-    assert guard.count_parameters(big) > guard.count_parameters(small)
+    assert count_parameters(big) > count_parameters(small)

@@ -52,10 +52,6 @@ class GuardClassifier(nn.Module):
         return self.head(self.norm(self.encoder(x)[:, 0]))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def kd_loss(logits: Tensor, soft: Tensor | None, hard: Tensor | None = None) -> Tensor:
     """HarmAug's distillation loss; ``hard`` defaults to 1[soft > 0.5]; CE alone if no ``soft``."""
     if soft is None and hard is None:

@@ -20,7 +20,7 @@ from sklearn.metrics import average_precision_score
 from tqdm.std import tqdm
 
 from reprobook.lm import tokenworld as tw
-from reprobook.lm.models import GPTConfig, TinyGPT
+from reprobook.lm.models import GPTConfig, TinyGPT, count_parameters
 from reprobook.lm.sampling import sample_continuations
 from reprobook.lm.training import train_on_documents
 from reprobook.profiles import Config, resolve_profile
@@ -382,8 +382,8 @@ def run_seed(config: Config, seed: int, progress: bool = False) -> dict:
     probe = tests["pair_a"][0][:256]
     student_probe = make_guard(world, config.student)
     out["cost"] = {
-        "teacher_parameters": guard.count_parameters(teacher),
-        "student_parameters": guard.count_parameters(student_probe),
+        "teacher_parameters": count_parameters(teacher),
+        "student_parameters": count_parameters(student_probe),
         "teacher_flops": guard.forward_flops(teacher, probe),
         "student_flops": guard.forward_flops(student_probe, probe),
         "teacher_latency": guard.latency(teacher, probe),
