@@ -1,0 +1,1 @@
+"""Cell morphology-guided molecule generation with GFlowNets: the gfn.morphology topic package."""
