@@ -81,13 +81,14 @@ def nt_xent(z_joint: torch.Tensor, z_mod: torch.Tensor, temperature: float) -> t
 def gmc_loss(
     model: GMC, fp: torch.Tensor, profile: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """GMC's loss: the NT-Xent of each modality against the joint latent, averaged."""
+    """GMC's loss: the NT-Xent of each modality against the joint latent, summed over the
+    modalities (each term averaged over its rows), as the official ``GMCLoss``."""
     z_joint = model.encode_joint(fp, profile)
     terms = [
         nt_xent(z_joint, model.encode_struct(fp), temperature),
         nt_xent(z_joint, model.encode_morph(profile), temperature),
     ]
-    return torch.stack(terms).mean()
+    return torch.stack(terms).sum()
 
 
 @dataclass

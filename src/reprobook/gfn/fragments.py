@@ -149,7 +149,7 @@ class SamplerSettings:
     lr: float = 1e-3
     lr_logz: float = 1e-2
     beta: float = 64.0
-    sampling_tau: float = 0.9
+    sampling_tau: float = 0.95
     random_action_prob: float = 0.01
     sql_alpha: float = 0.01
     hidden_dim: int = 128
@@ -221,9 +221,10 @@ def train_tb(
     run, drawn = SamplerRun("gfn", np.empty(0, dtype=np.int64)), []
     started = time.perf_counter()
     for _ in tqdm(range(settings.n_iterations), desc="TB", disable=not progress, mininterval=10):
-        traj = sampler.sample_trajectories(
-            env, n=settings.batch_size, epsilon=settings.random_action_prob
-        )
+        with torch.no_grad():
+            traj = sampler.sample_trajectories(
+                env, n=settings.batch_size, epsilon=settings.random_action_prob
+            )
         log_r = settings.beta * traj.log_rewards.detach()
         scores = gfn.get_scores(traj, recalculate_all_logprobs=True, log_rewards=log_r)
         loss = ((scores + gfn.logZ) ** 2).mean()

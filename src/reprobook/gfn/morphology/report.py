@@ -41,6 +41,7 @@ CLAIMS = {
 }
 HEADLINE_CLAIMS = ("more_modes", "oracle_above_random", "dissimilar_same_phenotype")
 KEY_ANCHOR = "modes"
+MIN_PAIRS = 3  # comparisons are tested on three (seed, target) pairs at least
 
 
 def rows(metrics: dict) -> list[dict]:
@@ -58,7 +59,7 @@ def gain(metrics: dict, key: str, baseline: str, method: str = "gfn") -> report.
 
 
 def _higher(p: report.Paired) -> bool:
-    return bool(p.n >= 2 and p.mean < 0 and p.p_lower is not None and p.p_lower < ALPHA)
+    return bool(p.n >= MIN_PAIRS and p.mean < 0 and p.p_lower is not None and p.p_lower < ALPHA)
 
 
 def check_claims(metrics: dict) -> dict[str, bool]:
@@ -82,7 +83,7 @@ def check_claims(metrics: dict) -> dict[str, bool]:
             for t in targets
         ),
     }
-    if len(targets) >= 2:
+    if len(targets) >= MIN_PAIRS:
         claims["more_modes"] = all(_higher(gain(metrics, "modes", b)) for b in BASELINES)
         claims["more_hits"] = all(_higher(gain(metrics, "hits", b)) for b in ("sql", "random"))
         claims["oracle_above_random"] = _higher(gain(metrics, "oracle_hit_rate", "random"))
@@ -273,7 +274,14 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         ),
         "world_seconds": report.fmt_seconds(world["seconds"]),
     }
-    for key in ("modes", "hits", "oracle_hit_rate", "dissimilar_same_cluster_rate"):
+    keys = (
+        "modes", "hits", "oracle_hit_rate", "dissimilar_same_cluster_rate", "top_reward",
+        "cluster_rate", "top_similarity", "max_similarity", "top_pairwise_similarity",
+    )  # fmt: skip
+    for m in METHODS:
+        modes = values(metrics, m, "modes")
+        out[f"modes_range_{m}"] = f"{min(modes):.0f} to {max(modes):.0f}"
+    for key in keys:
         for m in METHODS:
             digits = 1 if key in ("modes", "hits") else 2
             out[f"{key}_{m}"] = report.fmt_mean_se(values(metrics, m, key), digits)
@@ -282,6 +290,11 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
     out["top_k"] = str(settings["top_k"])
     out["gmc_steps"] = f"{settings['gmc_steps']:,}"
     out["library_size"] = f"{settings['library_size']:,}"
+    out["n_scaffolds"] = str(world["n_scaffolds"])
+    out["sampling_tau"] = f"{settings['sampling_tau']:g}"
+    for m in ("gfn", "sql", "random"):
+        out[f"last_reward_{m}"] = report.fmt_mean_se(values(metrics, m, "last_window_reward"), 2)
+        out[f"above_{m}"] = report.pct(float(np.mean(values(metrics, m, "last_window_above"))), 1)
     out["oracle_size"] = f"{settings['oracle_size']:,}"
     out["n_iterations"] = f"{settings['n_iterations']:,}"
     return out
