@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from reprobook.chapters import CHAPTER_PATTERN, repo_root
@@ -194,6 +195,7 @@ class Run:
             (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
             for name, fig in (figures or {}).items():
                 fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+                plt.close(fig)  # saved, not shown again at the end of the saving cell
             for name, content in (files or {}).items():
                 mode = "wb" if isinstance(content, bytes) else "w"
                 with open(tmp / name, mode) as fh:

@@ -29,31 +29,31 @@ def plot_modes(metrics: dict) -> plt.Figure:
         ax.fill_between(x, q25, q75, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("molecules drawn")
     ax.set_ylabel("modes found")
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(frameon=False, fontsize="small", loc="lower right")
     return fig
 
 
 def plot_molecules(metrics: dict, seed_index: int = 0, target_index: int = 0, n: int = 4):
     """One target's molecule, then rows of proposals drawn by RDKit: the GFlowNet's top molecules
     by reward, its best molecules with Tanimoto < 0.3 to the target, and the analogue search's
-    first molecules (reward R, Tanimoto to the target, and whether the molecule is truly in the
-    target's cluster under each)."""
+    first molecules (under each: reward R, Tanimoto to the target, and whether the molecule truly
+    acts through the target's cluster, "same", or another, "other")."""
     result = metrics["runs"][seed_index]["targets"][target_index]
     mols, legends = (
         [Chem.MolFromSmiles(result["smiles"])] + [Chem.Mol()] * (n - 1),
         [f"target (cluster {result['cluster']})"] + [""] * (n - 1),
     )
     rows = (("GFlowNet", "gfn", "top"), ("GFlowNet, sim < 0.3", "gfn", "dissimilar"),
-            ("Analogue", "similarity", "top"))  # fmt: skip
+            ("analogue", "similarity", "top"))  # fmt: skip
     for name, method, which in rows:
         shown = result["methods"][method]["shown"][which][:n]
         for i in range(n):
             if i < len(shown):
                 m = shown[i]
                 mols.append(Chem.MolFromSmiles(m["smiles"]))
-                same = "same cluster" if m["same_cluster"] else "other cluster"
+                same = "same" if m["same_cluster"] else "other"
                 legends.append(
-                    f"{name} #{i + 1}: R {m['reward']:.3f}, sim {m['similarity']:.2f}, {same}"
+                    f"{name} #{i + 1}\nR {m['reward']:.3f}, sim {m['similarity']:.2f}, {same}"
                 )
             else:
                 mols.append(Chem.Mol())
@@ -67,11 +67,13 @@ def plot_scaffolds(n_scaffolds: int = len(SCAFFOLDS)) -> plt.Figure:
     return _grid(mols, [n for n, _ in SCAFFOLDS[:n_scaffolds]], 4)
 
 
-def _grid(mols: list, legends: list[str], per_row: int, size=(240, 180)) -> plt.Figure:
+def _grid(mols: list, legends: list[str], per_row: int, size=(260, 230)) -> plt.Figure:
     """Molecules drawn by RDKit's Cairo drawer in a grid, shown as one matplotlib image."""
     n_rows = -(-len(mols) // per_row)
     drawer = rdMolDraw2D.MolDraw2DCairo(per_row * size[0], n_rows * size[1], *size)
-    drawer.drawOptions().legendFontSize = 14
+    options = drawer.drawOptions()
+    options.legendFontSize = 20
+    options.legendFraction = 0.25
     drawer.DrawMolecules(mols, legends=legends)
     drawer.FinishDrawing()
     image = Image.open(io.BytesIO(drawer.GetDrawingText()))

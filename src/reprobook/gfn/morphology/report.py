@@ -148,7 +148,7 @@ def target_table(metrics: dict) -> pd.DataFrame:
                 "target molecule": t["label"],
                 "cluster": t["cluster"],
                 "threshold": f"{t['threshold']:.2f}",
-                "space at or above (estimate)": report.pct(t["space_above"], 2),
+                "space at or above (estimate)": report.pct(t["space_above"], 3),
                 "GFlowNet last draws at or above": report.pct(
                     t["methods"]["gfn"]["last_window_above"], 1
                 ),
@@ -258,7 +258,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
             min(t["threshold"] for t in targets), max(t["threshold"] for t in targets)
         ),
         "space_above": "{} to {}".format(
-            report.pct(min(t["space_above"] for t in targets), 2),
+            report.pct(min(t["space_above"] for t in targets), 3),
             report.pct(max(t["space_above"] for t in targets), 2),
         ),
         "gfn_above": report.pct(
