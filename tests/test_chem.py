@@ -87,16 +87,18 @@ def test_cache_builds_on_demand_and_forgets():
     assert len(cache) == 2 and cache.smiles(1499) == smiles  # rebuilt the same
 
 
-def test_analogues_by_hand():
-    rng = np.random.default_rng(0)
+def test_analogue_shells_by_hand():
     target = int(SPACE.index([1, 0, 2, 1, 0]))
-    order = SPACE.analogues(target, SPACE.size, rng)
-    assert len(order) == SPACE.size - 1 and target not in order.tolist()
-    changed = (SPACE.combos(order) != SPACE.combos(target)).sum(1)
-    assert (np.diff(changed) >= 0).all()  # shells in increasing distance
-    assert (changed == 1).sum() == 1 + 4 * 2  # the other scaffold, two other values per site
+    shells = SPACE.analogue_shells(target, SPACE.size)
+    assert sum(len(x) for x in shells) == SPACE.size - 1
+    assert target not in np.concatenate(shells).tolist()
+    for distance, shell in enumerate(shells, start=1):
+        changed = (SPACE.combos(shell) != SPACE.combos(target)).sum(1)
+        assert (changed == distance).all()
+    assert len(shells[0]) == 1 + 4 * 2  # the other scaffold, two other values per site
+    assert len(SPACE.analogue_shells(target, 5)) == 1  # the first shell already holds 5
     with pytest.raises(ValueError, match="n must be"):
-        SPACE.analogues(target, 0, rng)
+        SPACE.analogue_shells(target, 0)
 
 
 # --- the biology ------------------------------------------------------------------------------

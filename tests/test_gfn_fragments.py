@@ -155,3 +155,17 @@ def test_claims_on_hand_made_metrics():
     one_run = _fake_metrics(5, 2, n_runs=1)
     one_run["runs"][0]["retrieval"]["top1"] = 0.02  # 2 of 100 at chance 0.01: not significant
     assert not chapter.check_claims(one_run)["retrieval_above_chance"]
+
+
+def test_similarity_search_orders_shells_by_tanimoto():
+    from reprobook.chem.space import MoleculeCache
+
+    cache = MoleculeCache(SPACE)
+    target = int(SPACE.index([0, 1, 2, 0, 1]))
+    order = study.similarity_search(cache, target, 30)
+    assert len(order) == 30 and len(set(order.tolist())) == 30
+    changed = (SPACE.combos(order) != SPACE.combos(target)).sum(1)
+    assert (np.diff(changed) >= 0).all()
+    first = order[changed == 1]
+    sims = cache.tanimoto(target, first)
+    assert (np.diff(sims) <= 0).all()

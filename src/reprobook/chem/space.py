@@ -127,16 +127,15 @@ class FragmentSpace:
         Chem.SanitizeMol(mol)
         return mol
 
-    def analogues(self, target: int, n: int, rng: np.random.Generator) -> np.ndarray:
-        """An analogue search from molecule ``target``: ``n`` molecules in increasing number of
-        changed positions (scaffold or substituent), in random order within each shell; the
-        target itself is left out."""
+    def analogue_shells(self, target: int, n: int) -> list[np.ndarray]:
+        """Molecules around ``target`` by the number of changed positions (scaffold or
+        substituent): the shell at one change, at two, ..., until the shells hold ``n``
+        molecules (the target itself is left out)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        n = min(n, self.size - 1)
         base = self.combos(target)
         limits = [self.n_scaffolds] + [self.n_substituents] * N_SITES
-        out: list[np.ndarray] = []
+        shells: list[np.ndarray] = []
         count = 0
         for distance in range(1, len(limits) + 1):
             shell = []
@@ -147,12 +146,11 @@ class FragmentSpace:
                     combo[list(positions)] = values
                     shell.append(combo)
             if shell:
-                index = self.index(np.array(shell))
-                out.append(rng.permutation(index))
-                count += len(index)
+                shells.append(self.index(np.array(shell)))
+                count += len(shell)
             if count >= n:
                 break
-        return np.concatenate(out)[:n]
+        return shells
 
     def label(self, combo) -> str:
         scaffold, *sites = (int(c) for c in combo)

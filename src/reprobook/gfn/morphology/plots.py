@@ -35,7 +35,7 @@ def plot_modes(metrics: dict) -> plt.Figure:
 
 def plot_molecules(metrics: dict, seed_index: int = 0, target_index: int = 0, n: int = 4):
     """One target's molecule, then rows of proposals drawn by RDKit: the GFlowNet's top molecules
-    by reward, its best molecules with Tanimoto < 0.3 to the target, and the analogue search's
+    by reward, its best molecules with Tanimoto < 0.3 to the target, and the similarity search's
     first molecules (under each: reward R, Tanimoto to the target, and whether the molecule truly
     acts through the target's cluster, "same", or another, "other")."""
     result = metrics["runs"][seed_index]["targets"][target_index]
@@ -44,7 +44,7 @@ def plot_molecules(metrics: dict, seed_index: int = 0, target_index: int = 0, n:
         [f"target (cluster {result['cluster']})"] + [""] * (n - 1),
     )
     rows = (("GFlowNet", "gfn", "top"), ("GFlowNet, sim < 0.3", "gfn", "dissimilar"),
-            ("analogue", "similarity", "top"))  # fmt: skip
+            ("similar", "similarity", "top"))  # fmt: skip
     for name, method, which in rows:
         shown = result["methods"][method]["shown"][which][:n]
         for i in range(n):

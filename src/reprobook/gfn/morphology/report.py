@@ -36,7 +36,7 @@ CLAIMS = {
     "oracle_above_random": "the oracle places the GFlowNet's top-k in the target's cluster more "
     f"often than random's (same test, p < {ALPHA:g})",
     "dissimilar_same_phenotype": "the GFlowNet's top-k hold more molecules of the target's "
-    "cluster with Tanimoto < 0.3 to the target than the analogue search's (same test, "
+    "cluster with Tanimoto < 0.3 to the target than the similarity search's (same test, "
     f"p < {ALPHA:g})",
 }
 HEADLINE_CLAIMS = ("more_modes", "oracle_above_random", "dissimilar_same_phenotype")
@@ -213,13 +213,13 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         + f"{_mean(metrics, 'random', 'oracle_hit_rate'):.2f} "
         + f"(claim {report.held_text(claims, 'oracle_above_random')})",
         "dissimilar": "top-k share in the target's cluster with Tanimoto < 0.3: GFlowNet "
-        + f"{_mean(metrics, 'gfn', 'dissimilar_same_cluster_rate'):.2f}, analogue search "
+        + f"{_mean(metrics, 'gfn', 'dissimilar_same_cluster_rate'):.2f}, similarity search "
         + f"{_mean(metrics, 'similarity', 'dissimilar_same_cluster_rate'):.2f}",
         "space": f"{metrics['world']['n_molecules']:,} molecules "
         f"({metrics['world']['n_scaffolds']} scaffolds × {metrics['world']['n_substituents']}"
         " substituents on 4 sites), built when drawn; GFlowNet (TB), "
         f"{metrics['settings']['n_iterations']:,} steps of {metrics['settings']['batch_size']}",
-        "baselines": "soft Q-learning (α = 0.01, γ = 1, R^β), random and analogue search on "
+        "baselines": "soft Q-learning (α = 0.01, γ = 1, R^β), random and similarity search on "
         f"{len(rows(metrics)) // len(metrics['runs'])} held-out targets per seed over "
         f"{len(metrics['runs'])} seeds ({len(rows(metrics))} paired comparisons)",
         "reward": f"the same formula, β = {metrics['settings']['beta']:g}",
