@@ -169,3 +169,46 @@ def test_similarity_search_orders_shells_by_tanimoto():
     first = order[changed == 1]
     sims = cache.tanimoto(target, first)
     assert (np.diff(sims) <= 0).all()
+
+
+def _committed_full() -> dict:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "results" / "ch07-morphology-molecules" / "full"
+    return json.loads((path / "metrics.json").read_text())
+
+
+def test_report_reads_the_committed_full_run():
+    from reprobook import anchors
+
+    metrics = _committed_full()
+    assert chapter.check_claims(metrics) == metrics["claims"]
+    prose = chapter.prose_numbers(metrics)
+    for name, held in metrics["claims"].items():
+        assert prose[f"held_{name}"] == ("holds" if held else "does not hold")
+    n_pairs = len(chapter.rows(metrics))
+    table = chapter.comparison_table(metrics)
+    assert len(table) == 4 * len(chapter.BASELINES)
+    assert all(cell.endswith(f"of {n_pairs}") for cell in table["GFlowNet higher in"])
+    assert len(chapter.method_table(metrics)) == len(study.METHODS)
+    assert len(chapter.target_table(metrics)) == n_pairs
+    assert len(chapter.setup_table(metrics)) == len(metrics["runs"])
+    ids = set(anchors.load_anchors("ch07-morphology-molecules"))
+    assert set(chapter.miniature_findings(metrics)) <= ids
+    assert "GFlowNet" in chapter.key_number(metrics)
+
+
+def test_report_on_ties_claims_nothing():
+    import copy
+
+    metrics = copy.deepcopy(_committed_full())
+    for target in chapter.rows(metrics):
+        for method in chapter.BASELINES:
+            target["methods"][method] = copy.deepcopy(target["methods"]["gfn"])
+    claims = chapter.check_claims(metrics)
+    for name in ("more_modes", "more_hits", "oracle_above_random", "dissimilar_same_phenotype"):
+        assert claims[name] is False, name
+    table = chapter.comparison_table(metrics)
+    assert all(cell.startswith("0 of") for cell in table["GFlowNet higher in"])
+    assert all(cell.startswith("+0.00 ± 0.00") for cell in table["GFlowNet minus baseline"])

@@ -157,6 +157,11 @@ def target_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(out).set_index(["seed", "target molecule"])
 
 
+def _signed(x: float, digits: int = 2) -> str:
+    """A signed number whose rounding to zero shows as +0.00, never -0.00."""
+    return f"{x if round(x, digits) != 0 else 0.0:+.{digits}f}"
+
+
 def comparison_table(metrics: dict) -> pd.DataFrame:
     """GFlowNet minus each baseline per metric, paired over (seed, target)."""
     out = []
@@ -166,7 +171,7 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
             out.append({
                 "metric": TABLE_COLUMNS[key],
                 "baseline": METHOD_LABELS[b],
-                "GFlowNet minus baseline": f"{-p.mean:+.2f} ± {p.se:.2f}",
+                "GFlowNet minus baseline": f"{_signed(-p.mean)} ± {p.se:.2f}",
                 "one-sided p": "" if p.p_lower is None else f"{p.p_lower:.2g}",
                 "GFlowNet higher in": f"{sum(d < 0 for d in p.diffs)} of {p.n}",
             })  # fmt: skip
