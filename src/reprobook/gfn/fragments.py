@@ -194,6 +194,14 @@ def _ema(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
             p_t.mul_(tau).add_(p_s, alpha=1 - tau)
 
 
+@torch.no_grad()
+def _draw(sampler: Sampler, env: FragmentEnv, settings: SamplerSettings):
+    """One batch of trajectories from the sampling (EMA) policy, with random actions."""
+    return sampler.sample_trajectories(
+        env, n=settings.batch_size, epsilon=settings.random_action_prob
+    )
+
+
 def build_tb(env: FragmentEnv, settings: SamplerSettings) -> TBGFlowNet:
     """TB GFlowNet: MLP forward policy on the one-hot state, uniform backward policy."""
     module, pre = _forward_module(env, settings)
@@ -221,10 +229,7 @@ def train_tb(
     run, drawn = SamplerRun("gfn", np.empty(0, dtype=np.int64)), []
     started = time.perf_counter()
     for _ in tqdm(range(settings.n_iterations), desc="TB", disable=not progress, mininterval=10):
-        with torch.no_grad():
-            traj = sampler.sample_trajectories(
-                env, n=settings.batch_size, epsilon=settings.random_action_prob
-            )
+        traj = _draw(sampler, env, settings)
         log_r = settings.beta * traj.log_rewards.detach()
         scores = gfn.get_scores(traj, recalculate_all_logprobs=True, log_rewards=log_r)
         loss = ((scores + gfn.logZ) ** 2).mean()
@@ -256,10 +261,7 @@ def train_sql(
     run, drawn = SamplerRun("sql", np.empty(0, dtype=np.int64)), []
     started = time.perf_counter()
     for _ in tqdm(range(settings.n_iterations), desc="SQL", disable=not progress, mininterval=10):
-        with torch.no_grad():
-            traj = sampler.sample_trajectories(
-                env, n=settings.batch_size, epsilon=settings.random_action_prob
-            )
+        traj = _draw(sampler, env, settings)
         valid = ~traj.actions.is_dummy  # [T, B] transitions that happened
         states, actions = traj.states[:-1][valid], traj.actions.tensor[valid].squeeze(-1)
         next_states = traj.states[1:][valid]

@@ -191,15 +191,15 @@ def evaluate(
     """One method's metrics for one target (see the module doc)."""
     r_drawn = reward(drawn)
     distinct = np.unique(drawn)
-    above = distinct[reward(distinct) >= min(threshold, *FIXED_THRESHOLDS)]
+    r_distinct = reward(distinct)
+    cluster = int(biology.cluster([target])[0])
+    above = distinct[r_distinct >= min(threshold, *FIXED_THRESHOLDS)]
     fps = dict(zip(above.tolist(), cache.fingerprints(above), strict=True))
     curve, modes = metrics.mode_curve(drawn, r_drawn, fps, threshold, config.sim)
     sim_top = cache.tanimoto(target, top)
     sim_all = cache.tanimoto(target, distinct)
-    same = biology.cluster(top) == biology.cluster([target])[0]
-    p_hit = oracle.hit_probability(
-        oracle_model, cache.space, top, int(biology.cluster([target])[0])
-    )
+    same = biology.cluster(top) == cluster
+    p_hit = oracle.hit_probability(oracle_model, cache.space, top, cluster)
     far = distinct[sim_all < config.sim]
     far_top = far[np.argsort(-reward(far), kind="stable")[:N_SHOWN]] if len(far) else far
     window = r_drawn[-config.window :]
@@ -210,7 +210,7 @@ def evaluate(
             for t in FIXED_THRESHOLDS
         },
         "curve": _curve(curve),
-        "hits": int((reward(distinct) >= threshold).sum()),
+        "hits": int((r_distinct >= threshold).sum()),
         "distinct": int(len(distinct)),
         "top_reward": float(reward(top).mean()),
         "max_reward": float(r_drawn.max()),
