@@ -1,0 +1,1 @@
+"""Zero-shot object-centric representation learning: the vision.objects topic package."""
