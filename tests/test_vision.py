@@ -48,6 +48,14 @@ def test_simple_domain_is_plain_inside_each_object():
                 assert inside.std(1).max() < 0.06
 
 
+def test_mixed_domains_draw_both_training_looks():
+    images, labels = scenes.make_scenes("crowded", 40, 32, seed=0)
+    plain = [
+        float(img[:, lab == 0].std(1).max()) < 0.06 for img, lab in zip(images, labels, strict=True)
+    ]
+    assert 5 < sum(plain) < 35  # plain (simple) and textured (diverse) backgrounds, about half each
+
+
 def test_shape_mask_hand_cases():
     ys, xs = np.mgrid[0:21, 0:21].astype(np.float32)
     circle = scenes.shape_mask("circle", ys, xs, (10, 10), 5, 0.0)
@@ -216,6 +224,14 @@ def test_training_reduces_loss_frozen_and_finetuned():
     assert pred.shape == (5, 32, 32) and int(pred.max()) < 6
     with pytest.raises(ValueError, match="fine-tuning needs the images"):
         slots.train(ft, None, targets, ts, 0)
+    with pytest.raises(ValueError, match="must pair up"):
+        slots.train(ft, images[:10], targets, ts, 0)
+    with pytest.raises(ValueError, match="targets must be"):
+        slots.train(ft, images, targets[:, :3], ts, 0)
+    with pytest.raises(ValueError, match="warmup must be positive"):
+        slots.train(ft, images, targets, slots.TrainSettings(warmup=0), 0)
+    with pytest.raises(ValueError, match="top_k must be"):
+        slots.Dinosaur(encoder, slots.ModelSettings(n_slots=4, top_k=0))
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -260,6 +276,8 @@ def test_metric_errors():
         masks.fg_ari_per_image(
             torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 3, dtype=torch.long)
         )
+    with pytest.raises(ValueError, match="integer tensors"):
+        masks.score(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2))
     with pytest.raises(ValueError, match="non-negative"):
         masks.mbo_per_image(
             -torch.ones(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long)

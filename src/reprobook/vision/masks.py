@@ -23,6 +23,8 @@ def _check(true: torch.Tensor, pred: torch.Tensor) -> None:
             f"true and pred must be label maps of one shape (B, H, W), got {tuple(true.shape)} "
             f"and {tuple(pred.shape)}"
         )
+    if true.is_floating_point() or pred.is_floating_point():
+        raise ValueError("labels must be integer tensors, got floating point")
     if (true < 0).any() or (pred < 0).any():
         raise ValueError("labels must be non-negative integers")
 
@@ -75,9 +77,18 @@ def mbo_per_image(true: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
     return scores
 
 
+def segments_per_image(pred: torch.Tensor) -> np.ndarray:
+    """How many distinct segments each predicted map (B, H, W) uses: 1 means a collapse."""
+    if pred.ndim != 3:
+        raise ValueError(f"pred must be label maps (B, H, W), got {tuple(pred.shape)}")
+    return np.array([len(torch.unique(p)) for p in pred])
+
+
 def score(true: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
-    """FG-ARI and mBO averaged over the images that have objects."""
+    """FG-ARI and mBO averaged over the images that have objects, and the mean number of
+    predicted segments per image."""
     return dict(
         fg_ari=float(np.nanmean(fg_ari_per_image(true, pred))),
         mbo=float(np.nanmean(mbo_per_image(true, pred))),
+        segments=float(segments_per_image(pred).mean()),
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from reprobook.vision.encoder import Encoder, blocks
 
@@ -61,7 +61,7 @@ class SlotAttention(nn.Module):
         b = features.shape[0]
         x = self.norm_inputs(self.feature_transform(features))
         k, v = self.to_k(x), self.to_v(x)
-        noise = torch.randn(b, n_slots, self.dim, generator=generator)
+        noise = torch.randn(b, n_slots, self.dim, generator=generator).to(features.device)
         slots = self.mu + self.log_sigma.exp() * noise
         attn = None
         for _ in range(self.iterations):
@@ -110,7 +110,8 @@ class PatchDecoder(nn.Module):
         out = self.mlp(picked + self.pos)  # (B, k, N, D + 1)
         alpha_k = torch.softmax(out[..., -1], dim=1)
         recon = (alpha_k[..., None] * out[..., :-1]).sum(1)
-        alpha = torch.zeros(b, n_slots, n, dtype=alpha_k.dtype).scatter(1, chosen, alpha_k)
+        alpha = torch.zeros(b, n_slots, n, dtype=alpha_k.dtype, device=alpha_k.device)
+        alpha = alpha.scatter(1, chosen, alpha_k)
         return recon, alpha
 
 
@@ -130,6 +131,12 @@ class Dinosaur(nn.Module):
 
     def __init__(self, encoder: Encoder, settings: ModelSettings):
         super().__init__()
+        if settings.n_slots < 1:
+            raise ValueError(f"n_slots must be >= 1, got {settings.n_slots}")
+        if settings.top_k is not None and not 1 <= settings.top_k <= settings.n_slots:
+            raise ValueError(
+                f"top_k must be None or in [1, n_slots = {settings.n_slots}], got {settings.top_k}"
+            )
         self.encoder, self.settings = encoder, settings
         self.slot_attention = SlotAttention(encoder.dim, settings.slot_dim, settings.iterations)
         self.decoder = PatchDecoder(
@@ -142,8 +149,9 @@ class Dinosaur(nn.Module):
         n_slots: int | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Slots, slot-attention masks, decoder masks (alpha) and reconstruction of patch features."""
-        slots, attn = self.slot_attention(features, n_slots or self.settings.n_slots, generator)
+        """Slots, slot-attention masks, decoder masks (alpha) and the reconstructed features."""
+        n_slots = self.settings.n_slots if n_slots is None else n_slots
+        slots, attn = self.slot_attention(features, n_slots, generator)
         recon, alpha = self.decoder(slots, self.settings.top_k, attn)
         return dict(slots=slots, attention=attn, masks=alpha, reconstruction=recon)
 
@@ -197,10 +205,20 @@ def train(
     Without fine-tuning the encoder is frozen and its features are the targets (``images`` may be
     None, the features being precomputed). Returns the loss per step.
     """
-    if settings.steps < 1 or settings.batch_size < 1:
-        raise ValueError("steps and batch_size must be positive")
+    if settings.steps < 1 or settings.batch_size < 1 or settings.warmup < 1:
+        raise ValueError(
+            "steps, batch_size and warmup must be positive, got "
+            f"{settings.steps}, {settings.batch_size} and {settings.warmup}"
+        )
     if settings.finetune and images is None:
         raise ValueError("fine-tuning needs the images")
+    if targets.ndim != 3 or targets.shape[1:] != (model.encoder.n_patches, model.encoder.dim):
+        raise ValueError(
+            f"targets must be (n, {model.encoder.n_patches}, {model.encoder.dim}) patch features, "
+            f"got {tuple(targets.shape)}"
+        )
+    if images is not None and len(images) != len(targets):
+        raise ValueError(f"images ({len(images)}) and targets ({len(targets)}) must pair up")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model.encoder.requires_grad_(settings.finetune)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from reprobook.vision.encoder import Encoder
 
@@ -100,8 +100,11 @@ def pretrain(
     Returns the loss history (DINO, iBOT). After training the encoder holds the *teacher's*
     weights, as DINO and DINOv2 release the teacher.
     """
-    if settings.steps < 1 or settings.batch_size < 2:
-        raise ValueError("steps must be >= 1 and batch_size >= 2")
+    if settings.steps < 1 or settings.batch_size < 2 or settings.warmup < 1:
+        raise ValueError(
+            "steps and warmup must be >= 1 and batch_size >= 2, got "
+            f"{settings.steps}, {settings.warmup} and {settings.batch_size}"
+        )
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     dim = encoder.dim

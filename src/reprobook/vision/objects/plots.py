@@ -18,6 +18,15 @@ SHOWN_MODELS = (("diverse", "dinosaur"), ("diverse", "dinosaur_topk"), ("diverse
 SHORT = {"dinosaur": "DINOSAUR", "dinosaur_topk": "FT, frozen", "ft_dinosaur": "FT-DINOSAUR"}
 
 
+def _tight(fig: plt.Figure) -> None:
+    """Image grids: the book style's constrained layout with little padding."""
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set"):
+        engine.set(w_pad=0.01, h_pad=0.01, wspace=0.0, hspace=0.0)
+    else:
+        fig.tight_layout(pad=0.2)
+
+
 def plot_masks(shown: dict, scene: int = 0) -> plt.Figure:
     """One scene per evaluation domain (rows): the image, the true instances and the decoder's
     masks of the three models trained on the diverse domain (colours are arbitrary per panel)."""
@@ -47,7 +56,7 @@ def plot_masks(shown: dict, scene: int = 0) -> plt.Figure:
                 )
             if c == 0:
                 ax.set_ylabel(DOMAIN_LABELS[domain], fontsize="small")
-    fig.tight_layout(pad=0.2)
+    _tight(fig)
     return fig
 
 
@@ -88,9 +97,14 @@ def plot_sweep(metrics: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.0, 3.0))
     for score, colour in zip(SCORES, colors(2), strict=True):
         per_seed = np.array(
-            [[np.mean([run["sweep"][s]["scores"][d][score] for d in ZERO_SHOT_DOMAINS]) for s in sizes]
-             for run in metrics["runs"]]
-        )  # fmt: skip
+            [
+                [
+                    np.mean([run["sweep"][s]["scores"][d][score] for d in ZERO_SHOT_DOMAINS])
+                    for s in sizes
+                ]
+                for run in metrics["runs"]
+            ]
+        )
         mean = per_seed.mean(0)
         se = per_seed.std(0, ddof=1) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else 0 * mean
         x = [int(s) for s in sizes]
@@ -121,7 +135,7 @@ def plot_domains(size: int, seed: int, n: int = 4) -> plt.Figure:
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(DOMAIN_LABELS[domain], fontsize="x-small")
-    fig.tight_layout(pad=0.2)
+    _tight(fig)
     return fig
 
 

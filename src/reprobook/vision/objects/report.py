@@ -18,7 +18,7 @@ __all__ = ["METRICS_VERSION"]
 
 REQUIRED_KEYS = ("runs", "settings", "pretraining", "claims")
 ALPHA = 0.05
-MIN_PAIRS = 3
+MIN_SEEDS = 3  # comparisons are tested over three seeds at least
 SCORES = ("fg_ari", "mbo")
 SCORE_LABELS = {"fg_ari": "FG-ARI", "mbo": "mBO"}
 PAPER_CLAIM = (
@@ -28,11 +28,11 @@ PAPER_CLAIM = (
     "more training data does not keep paying off"
 )
 CLAIMS = {
-    "sanity": "every score is finite and in range (FG-ARI in [-1, 1], mBO in [0, 1]) and every "
-    "model's training loss ends below where it started",
+    "sanity": "every score is finite and in range (FG-ARI in [-1, 1], mBO in [0, 1], at least one "
+    "segment per image) and every model's training loss ends below where it started",
     "pretraining_helps": "FT-DINOSAUR's recipe with the pre-trained ViT frozen beats the same on "
-    "the untrained ViT on zero-shot FG-ARI (one-sided paired t-test over seeds and zero-shot domains, "
-    f"p < {ALPHA:g}; reported)",
+    "the untrained ViT on zero-shot FG-ARI (one-sided paired t-test over seeds, each seed's mean "
+    f"over the zero-shot domains, p < {ALPHA:g}; reported)",
     "ft_beats_frozen": "trained on the diverse domain, FT-DINOSAUR beats DINOSAUR on the zero-shot "
     f"domains in FG-ARI and in mBO (each a one-sided paired t-test, p < {ALPHA:g})",
     "ft_beats_topk": "FT-DINOSAUR beats its own recipe with the encoder frozen (top-k decoding, "
@@ -40,31 +40,39 @@ CLAIMS = {
     "(same tests)",
     "diverse_transfers_better": "FT-DINOSAUR trained on the diverse domain beats it trained on "
     "the simple domain on the domains neither was trained on, in FG-ARI and in mBO (same tests)",
-    "data_plateau": "the zero-shot FG-ARI of the data-size sweep gains less than the plateau margin "
-    "over its last 4x of training data (the one-sided 95 % upper bound of the paired gain is "
-    "below the margin)",
-    "small_data_helps": "the first 4x of the sweep raises zero-shot FG-ARI (one-sided paired "
+    "data_plateau": "the zero-shot FG-ARI of the data-size sweep neither gains nor loses more than "
+    "the plateau margin over its last step (4x in the full profile): both one-sided 95 % bounds "
+    "of the paired change lie within ±margin (an equivalence test)",
+    "small_data_helps": "the sweep's first step raises zero-shot FG-ARI (one-sided paired "
     f"t-test, p < {ALPHA:g}; reported: where more data still helps)",
 }
 HEADLINE_CLAIMS = ("ft_beats_frozen", "ft_beats_topk", "diverse_transfers_better", "data_plateau")
 KEY_ANCHOR = "zero_shot_average"
+# The arms compared, as "training domain/model" keys of the metrics.
+FT, FROZEN, RECIPE = "diverse/ft_dinosaur", "diverse/dinosaur", "diverse/dinosaur_topk"
+RANDOM, SIMPLE_FT = "diverse/random_encoder", "simple/ft_dinosaur"
+ZS, HELD = ZERO_SHOT_DOMAINS, HELD_OUT_DOMAINS
 
 
 # --- reading the metrics ----------------------------------------------------------------------
 
 
-def score_pairs(
+def seed_means(
     metrics: dict, arm: str, score: str, domains=ZERO_SHOT_DOMAINS, source: str = "arms"
 ) -> list[float]:
-    """``score`` of ``arm`` ("diverse/ft_dinosaur", or a sweep size) per (seed, domain)."""
-    return [float(run[source][arm]["scores"][d][score]) for run in metrics["runs"] for d in domains]
+    """``score`` of ``arm`` (FT, ..., or a sweep size) averaged over ``domains``, one value per
+    seed: the seeds are the independent units (the domains of a seed share one model)."""
+    return [
+        float(np.mean([run[source][arm]["scores"][d][score] for d in domains]))
+        for run in metrics["runs"]
+    ]
 
 
 def compare(metrics: dict, a: str, b: str, score: str, domains=ZERO_SHOT_DOMAINS, source="arms"):
-    """a - b over (seed, domain) pairs."""
+    """a - b over seeds (each seed's mean over ``domains``)."""
     return report.paired(
-        score_pairs(metrics, a, score, domains, source),
-        score_pairs(metrics, b, score, domains, source),
+        seed_means(metrics, a, score, domains, source),
+        seed_means(metrics, b, score, domains, source),
     )
 
 
@@ -77,7 +85,7 @@ def p_higher(p: report.Paired) -> float | None:
 
 def _higher(p: report.Paired) -> bool:
     q = p_higher(p)
-    return bool(p.n >= MIN_PAIRS and q is not None and q < ALPHA)
+    return bool(p.n >= MIN_SEEDS and q is not None and q < ALPHA)
 
 
 def _beats(metrics: dict, a: str, b: str, domains=ZERO_SHOT_DOMAINS) -> bool:
@@ -89,55 +97,56 @@ def sweep_sizes(metrics: dict) -> list[str]:
     return sorted(metrics["runs"][0]["sweep"], key=int)
 
 
-def upper_bound(p: report.Paired, level: float = 0.95) -> float:
-    """One-sided upper confidence bound of a paired mean difference (t over the pairs)."""
+def bounds(p: report.Paired, level: float = 0.95) -> tuple[float, float]:
+    """One-sided ``level`` lower and upper confidence bounds of a paired mean difference (t over
+    the pairs): both inside ±margin is an equivalence test (TOST) at 1 - ``level``."""
     if p.n < 2:
-        return math.inf
-    return p.mean + stats.t.ppf(level, p.n - 1) * p.se
+        return -math.inf, math.inf
+    half = stats.t.ppf(level, p.n - 1) * p.se
+    return p.mean - half, p.mean + half
 
 
 def plateau_step(metrics: dict) -> tuple[str, str] | None:
-    """The sweep's last step of about 4x (sizes as keys), or None when the sweep has none."""
+    """The sweep's last step of at least 3x (sizes as keys), or None when the sweep has none."""
     sizes = sweep_sizes(metrics)
     top = int(sizes[-1])
     smaller = [s for s in sizes[:-1] if int(s) <= top / 3]
     return (smaller[-1], sizes[-1]) if smaller else None
 
 
+def plateau_gain(metrics: dict) -> report.Paired | None:
+    """Zero-shot FG-ARI of the sweep's largest set minus its last step's smaller set, by seed."""
+    step = plateau_step(metrics)
+    return None if step is None else compare(metrics, step[1], step[0], "fg_ari", source="sweep")
+
+
+RANGES = {"fg_ari": (-1.0, 1.0), "mbo": (0.0, 1.0), "segments": (1.0, math.inf)}
+
+
 def check_claims(metrics: dict) -> dict[str, bool]:
     """The chapter's claims, each computed from the metrics (see ``CLAIMS``)."""
-    scores = [
-        v
-        for run in metrics["runs"]
-        for src in ("arms", "sweep")
-        for arm in run[src].values()
-        for d in arm["scores"].values()
-        for v in d.values()
+    arms = [
+        arm for run in metrics["runs"] for src in ("arms", "sweep") for arm in run[src].values()
     ]
-    in_range = all(math.isfinite(v) and -1 <= v <= 1 for v in scores)
-    learned = all(
-        np.mean(arm["loss"][-5:]) < np.mean(arm["loss"][:5])
-        for run in metrics["runs"]
-        for src in ("arms", "sweep")
-        for arm in run[src].values()
+    in_range = all(
+        math.isfinite(v) and RANGES[key][0] <= v <= RANGES[key][1]
+        for arm in arms
+        for d in arm["scores"].values()
+        for key, v in d.items()
     )
+    learned = all(np.mean(arm["loss"][-5:]) < np.mean(arm["loss"][:5]) for arm in arms)
     claims = {"sanity": in_range and learned}
-    n_pairs = len(metrics["runs"]) * len(ZERO_SHOT_DOMAINS)
-    if n_pairs >= MIN_PAIRS:
-        claims["pretraining_helps"] = _higher(
-            compare(metrics, "diverse/dinosaur_topk", "diverse/random_encoder", "fg_ari")
-        )
-        claims["ft_beats_frozen"] = _beats(metrics, "diverse/ft_dinosaur", "diverse/dinosaur")
-        claims["ft_beats_topk"] = _beats(metrics, "diverse/ft_dinosaur", "diverse/dinosaur_topk")
-        claims["diverse_transfers_better"] = _beats(
-            metrics, "diverse/ft_dinosaur", "simple/ft_dinosaur", HELD_OUT_DOMAINS
-        )
-        step = plateau_step(metrics)
-        if step is not None:
-            gain = compare(metrics, step[1], step[0], "fg_ari", source="sweep")
+    if len(metrics["runs"]) >= MIN_SEEDS:
+        claims["pretraining_helps"] = _higher(compare(metrics, RECIPE, RANDOM, "fg_ari"))
+        claims["ft_beats_frozen"] = _beats(metrics, FT, FROZEN)
+        claims["ft_beats_topk"] = _beats(metrics, FT, RECIPE)
+        claims["diverse_transfers_better"] = _beats(metrics, FT, SIMPLE_FT, HELD_OUT_DOMAINS)
+        gain = plateau_gain(metrics)
+        if gain is not None:
             margin = metrics["settings"]["plateau_margin"]
-            claims["data_plateau"] = bool(gain.n >= MIN_PAIRS and upper_bound(gain) < margin)
-            sizes = sweep_sizes(metrics)
+            low, high = bounds(gain)
+            claims["data_plateau"] = bool(-margin < low and high < margin)
+            sizes, step = sweep_sizes(metrics), plateau_step(metrics)
             first = [s for s in sizes[1:] if int(s) >= 3 * int(sizes[0])]
             if first and first[0] != step[1]:
                 claims["small_data_helps"] = _higher(
@@ -156,7 +165,7 @@ DOMAIN_LABELS = {
 
 def _cell(metrics: dict, arm: str, domain: str, source: str = "arms") -> str:
     parts = [
-        report.fmt_mean_se(score_pairs(metrics, arm, s, (domain,), source), 1, scale=100)
+        report.fmt_mean_se(seed_means(metrics, arm, s, (domain,), source), 1, scale=100)
         for s in SCORES
     ]
     return " / ".join(parts)
@@ -178,7 +187,7 @@ def zero_shot_table(metrics: dict) -> pd.DataFrame:
 
 
 def zero_shot_mean(metrics: dict, arm: str, score: str, source: str = "arms") -> float:
-    return float(np.mean(score_pairs(metrics, arm, score, ZERO_SHOT_DOMAINS, source)))
+    return float(np.mean(seed_means(metrics, arm, score, ZERO_SHOT_DOMAINS, source)))
 
 
 def sweep_table(metrics: dict) -> pd.DataFrame:
@@ -201,10 +210,10 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
     """The paired comparisons behind the claims: mean difference ×100 ± s.e., p, wins."""
     step = plateau_step(metrics)
     tests = [
-        ("FT-DINOSAUR − DINOSAUR (diverse)", "diverse/ft_dinosaur", "diverse/dinosaur", ZERO_SHOT_DOMAINS, "arms"),
-        ("FT-DINOSAUR − its recipe, encoder frozen (diverse)", "diverse/ft_dinosaur", "diverse/dinosaur_topk", ZERO_SHOT_DOMAINS, "arms"),
-        ("frozen recipe: pre-trained − untrained ViT (diverse)", "diverse/dinosaur_topk", "diverse/random_encoder", ZERO_SHOT_DOMAINS, "arms"),
-        ("FT-DINOSAUR: diverse − simple training", "diverse/ft_dinosaur", "simple/ft_dinosaur", HELD_OUT_DOMAINS, "arms"),
+        ("FT-DINOSAUR − DINOSAUR (diverse)", FT, FROZEN, ZS, "arms"),
+        ("FT-DINOSAUR − its recipe, encoder frozen (diverse)", FT, RECIPE, ZS, "arms"),
+        ("frozen recipe: pre-trained − untrained ViT (diverse)", RECIPE, RANDOM, ZS, "arms"),
+        ("FT-DINOSAUR: diverse − simple training", FT, SIMPLE_FT, HELD, "arms"),
     ]  # fmt: skip
     if step is not None:
         tests.append(
@@ -215,11 +224,10 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
         row = {"comparison": label, "domains": ", ".join(DOMAIN_LABELS[d] for d in domains)}
         for s in SCORES:
             p = compare(metrics, a, b, s, domains, source)
-            row[SCORE_LABELS[s]] = (
-                f"{100 * p.mean:+.1f} ± {100 * p.se:.1f} (p = {p_higher(p):.2g}, higher in {p.wins}/{p.n})"
-                if p.n > 1
-                else f"{100 * p.mean:+.1f}"
-            )
+            text = f"{100 * p.mean:+.1f}"
+            if p.n > 1:
+                text += f" ± {100 * p.se:.1f} (p = {p_higher(p):.2g}, higher in {p.wins}/{p.n})"
+            row[SCORE_LABELS[s]] = text
         rows.append(row)
     return pd.DataFrame(rows).set_index("comparison")
 
@@ -258,34 +266,39 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     out = {
         "zero_shot_average": (
             f"FG-ARI / mBO ×100, mean over {len(ZERO_SHOT_DOMAINS)} zero-shot domains: DINOSAUR "
-            f"{_means(metrics, 'diverse/dinosaur')} → FT-DINOSAUR {_means(metrics, 'diverse/ft_dinosaur')}; "
-            f"paired gain FG-ARI {_delta(metrics, 'diverse/ft_dinosaur', 'diverse/dinosaur', 'fg_ari')}, "
-            f"mBO {_delta(metrics, 'diverse/ft_dinosaur', 'diverse/dinosaur', 'mbo')}: the claim "
+            f"{_means(metrics, FROZEN)} → FT-DINOSAUR {_means(metrics, FT)}; "
+            f"paired gain FG-ARI {_delta(metrics, FT, FROZEN, 'fg_ari')}, "
+            f"mBO {_delta(metrics, FT, FROZEN, 'mbo')}: the claim "
             f"{report.held_text(claims, 'ft_beats_frozen')}"
         ),
         "diverse_training": (
-            f"FT-DINOSAUR, diverse − simple training on the {len(HELD_OUT_DOMAINS)} domains neither saw: "
-            f"FG-ARI {_delta(metrics, 'diverse/ft_dinosaur', 'simple/ft_dinosaur', 'fg_ari', HELD_OUT_DOMAINS)}, "
-            f"mBO {_delta(metrics, 'diverse/ft_dinosaur', 'simple/ft_dinosaur', 'mbo', HELD_OUT_DOMAINS)}: "
+            f"FT-DINOSAUR, diverse − simple training on the {len(HELD)} domains neither saw: "
+            f"FG-ARI {_delta(metrics, FT, SIMPLE_FT, 'fg_ari', HELD_OUT_DOMAINS)}, "
+            f"mBO {_delta(metrics, FT, SIMPLE_FT, 'mbo', HELD_OUT_DOMAINS)}: "
             f"the claim {report.held_text(claims, 'diverse_transfers_better')}"
         ),
     }
-    step = plateau_step(metrics)
-    if step is not None:
-        gain = compare(metrics, step[1], step[0], "fg_ari", source="sweep")
+    step, gain = plateau_step(metrics), plateau_gain(metrics)
+    if gain is not None:
         out["data_scaling"] = (
-            f"zero-shot FG-ARI ×100 from {step[0]} to {step[1]} scenes: {100 * gain.mean:+.1f} "
-            f"(95 % upper bound {100 * upper_bound(gain):+.1f}, margin "
-            f"{100 * metrics['settings']['plateau_margin']:.1f}): the plateau "
-            f"{report.held_text(claims, 'data_plateau')}"
+            f"zero-shot FG-ARI ×100 from {int(step[0]):,} to {int(step[1]):,} scenes: "
+            f"{_bounds_text(gain)}, margin ±{100 * metrics['settings']['plateau_margin']:.1f}: "
+            f"the plateau {report.held_text(claims, 'data_plateau')}"
         )
     return out
 
 
+def _bounds_text(gain: report.Paired) -> str:
+    low, high = bounds(gain)
+    if not math.isfinite(low):
+        return f"{100 * gain.mean:+.1f} (one seed: no bounds)"
+    return f"{100 * gain.mean:+.1f} (one-sided 95 % bounds {100 * low:+.1f} and {100 * high:+.1f})"
+
+
 def key_number(metrics: dict) -> str:
     return (
-        f"zero-shot FG-ARI / mBO ×100, DINOSAUR {_means(metrics, 'diverse/dinosaur')} → "
-        f"FT-DINOSAUR {_means(metrics, 'diverse/ft_dinosaur')}"
+        f"zero-shot FG-ARI / mBO ×100: DINOSAUR {_means(metrics, FROZEN)}, FT-DINOSAUR's recipe "
+        f"with the encoder frozen {_means(metrics, RECIPE)}, FT-DINOSAUR {_means(metrics, FT)}"
     )
 
 
@@ -297,30 +310,36 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "pretrain_seconds": report.fmt_seconds(pre["seconds"]),
         "vit_parameters": f"{pre['parameters']:,}",
         "n_seeds": str(len(metrics["runs"])),
-        "ft_vs_frozen_fgari": _delta(metrics, "diverse/ft_dinosaur", "diverse/dinosaur", "fg_ari"),
-        "ft_vs_frozen_mbo": _delta(metrics, "diverse/ft_dinosaur", "diverse/dinosaur", "mbo"),
-        "ft_vs_topk_fgari": _delta(metrics, "diverse/ft_dinosaur", "diverse/dinosaur_topk", "fg_ari"),
-        "ft_vs_topk_mbo": _delta(metrics, "diverse/ft_dinosaur", "diverse/dinosaur_topk", "mbo"),
-        "topk_vs_frozen_fgari": _delta(metrics, "diverse/dinosaur_topk", "diverse/dinosaur", "fg_ari"),
-        "topk_vs_frozen_mbo": _delta(metrics, "diverse/dinosaur_topk", "diverse/dinosaur", "mbo"),
-        "pretrained_vs_random_fgari": _delta(metrics, "diverse/dinosaur_topk", "diverse/random_encoder", "fg_ari"),
-        "diverse_vs_simple_fgari": _delta(metrics, "diverse/ft_dinosaur", "simple/ft_dinosaur", "fg_ari", HELD_OUT_DOMAINS),
-        "diverse_vs_simple_mbo": _delta(metrics, "diverse/ft_dinosaur", "simple/ft_dinosaur", "mbo", HELD_OUT_DOMAINS),
+        "ft_vs_frozen_fgari": _delta(metrics, FT, FROZEN, "fg_ari"),
+        "ft_vs_frozen_mbo": _delta(metrics, FT, FROZEN, "mbo"),
+        "ft_vs_topk_fgari": _delta(metrics, FT, RECIPE, "fg_ari"),
+        "ft_vs_topk_mbo": _delta(metrics, FT, RECIPE, "mbo"),
+        "topk_vs_frozen_fgari": _delta(metrics, RECIPE, FROZEN, "fg_ari"),
+        "topk_vs_frozen_mbo": _delta(metrics, RECIPE, FROZEN, "mbo"),
+        "pretrained_vs_random_fgari": _delta(metrics, RECIPE, RANDOM, "fg_ari"),
+        "diverse_vs_simple_fgari": _delta(metrics, FT, SIMPLE_FT, "fg_ari", HELD_OUT_DOMAINS),
+        "diverse_vs_simple_mbo": _delta(metrics, FT, SIMPLE_FT, "mbo", HELD_OUT_DOMAINS),
         "verdict_ft": report.held_text(claims, "ft_beats_frozen"),
         "verdict_ft_topk": report.held_text(claims, "ft_beats_topk"),
         "verdict_diverse": report.held_text(claims, "diverse_transfers_better"),
         "verdict_plateau": report.held_text(claims, "data_plateau", "needs the full profile"),
-        "verdict_small_data": report.held_text(claims, "small_data_helps", "needs the full profile"),
+        "verdict_small_data": report.held_text(claims, "small_data_helps", "not tested"),
         "verdict_pretraining": report.held_text(claims, "pretraining_helps"),
     }  # fmt: skip
-    step = plateau_step(metrics)
-    if step is not None:
-        gain = compare(metrics, step[1], step[0], "fg_ari", source="sweep")
-        out["plateau_gain"] = f"{100 * gain.mean:+.1f}"
-        out["plateau_bound"] = f"{100 * upper_bound(gain):+.1f}"
+    step, gain = plateau_step(metrics), plateau_gain(metrics)
+    if gain is not None:
+        out["plateau_change"] = _bounds_text(gain)
         out["plateau_sizes"] = f"{int(step[0]):,} to {int(step[1]):,}"
     else:
-        out["plateau_gain"] = out["plateau_bound"] = out["plateau_sizes"] = "not measured"
+        out["plateau_change"] = out["plateau_sizes"] = "not measured"
+    for name, arm in (("dinosaur", FROZEN), ("recipe", RECIPE), ("ft", FT), ("random", RANDOM)):
+        out[f"zs_{name}"] = _means(metrics, arm)
+        out[f"segments_{name}"] = f"{zero_shot_mean(metrics, arm, 'segments'):.1f}"
+    truth = [
+        np.mean(list(run["truth_segments"][d] for d in ZERO_SHOT_DOMAINS))
+        for run in metrics["runs"]
+    ]
+    out["segments_truth"] = f"{np.mean(truth):.1f}"
     out["plateau_margin"] = f"{100 * metrics['settings']['plateau_margin']:.1f}"
     settings = metrics["settings"]
     for key in ("n_slots", "crowded_slots", "top_k", "steps", "n_eval", "n_train"):

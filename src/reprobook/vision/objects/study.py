@@ -102,8 +102,17 @@ CONFIG_CHECKS = {
 def resolve_config(profile: str, **overrides) -> Config:
     """The chapter's configuration: a row of ``PROFILES`` with the reader's overrides, checked."""
     config = resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
-    if config.top_k > config.n_slots:
-        raise ValueError(f"top_k ({config.top_k}) must be at most n_slots ({config.n_slots})")
+    if config.top_k > min(config.n_slots, config.crowded_slots):
+        raise ValueError(
+            f"top_k ({config.top_k}) must be at most n_slots ({config.n_slots}) and "
+            f"crowded_slots ({config.crowded_slots})"
+        )
+    sizes = sweep_subset_sizes(config)
+    if len(set(sizes)) != len(sizes) or max(sizes, default=0) >= config.n_train:
+        raise ValueError(
+            f"sweep_fractions {config.sweep_fractions} of n_train {config.n_train} give the sizes "
+            f"{sizes}: they must be distinct and below n_train (at least batch_size each)"
+        )
     if config.image_size % config.patch_size:
         raise ValueError(
             f"image_size ({config.image_size}) must be a multiple of patch_size "
@@ -116,9 +125,14 @@ def resolve_config(profile: str, **overrides) -> Config:
     return config
 
 
+def sweep_subset_sizes(config: Config) -> list[int]:
+    """The data-size sweep's smaller training sets (the full set is the main arm's)."""
+    return [max(config.batch_size, round(f * config.n_train)) for f in config.sweep_fractions]
+
+
 def eval_slots(config: Config, domain: str) -> int:
-    """Slots at evaluation: the trained count, more for the crowded domain (slots are drawn from
-    one learned Gaussian, so their number may change at test time, as the paper does per dataset)."""
+    """Slots at evaluation: the trained count, more for the crowded domain (slots are drawn
+    from one learned Gaussian, so their number may change at test time, as the paper's does)."""
     return config.crowded_slots if domain == "crowded" else config.n_slots
 
 
@@ -223,8 +237,7 @@ def run_seed(
         facts["scores"] = evaluate(model, config, evals, seed, keep)
         arms[f"{domain}/{name}"] = facts
     sweep = {}
-    for fraction in config.sweep_fractions:
-        n = max(config.batch_size, round(fraction * config.n_train))
+    for n in sweep_subset_sizes(config):
         model, facts = train_arm(
             config,
             SWEEP_MODEL,
@@ -237,7 +250,10 @@ def run_seed(
         facts["scores"] = evaluate(model, config, evals, seed)
         sweep[str(n)] = facts
     sweep[str(config.n_train)] = arms[f"diverse/{SWEEP_MODEL}"]
-    return dict(seed=seed, arms=arms, sweep=sweep), shown
+    truth_segments = {
+        d: float(masks.segments_per_image(evals[d][1]).mean()) for d in EVAL_DOMAINS
+    }  # true instances + background per scene, beside the models' segments
+    return dict(seed=seed, arms=arms, sweep=sweep, truth_segments=truth_segments), shown
 
 
 def run_all(
