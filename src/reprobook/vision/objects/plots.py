@@ -85,8 +85,10 @@ def plot_scores(metrics: dict) -> plt.Figure:
         )
         ax.set_title(SCORE_LABELS[score])
     axes[0].set_ylabel("score (mean over seeds)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize="x-small",
-               frameon=False, bbox_to_anchor=(0.5, 1.18))  # fmt: skip
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="outside upper center", ncol=2, fontsize="x-small", frameon=False
+    )
     return fig
 
 
