@@ -1,7 +1,8 @@
 # reprobook: two commands on a fresh machine.
 #   make book   set up .venv, render every chapter (its committed full run, else a smoke run), build _build/html
 #               (PROFILE=smoke or PROFILE=full executes every chapter afresh in that profile)
-#   make test   set up the same .venv, then lint, unit tests, chapter smoke tests and the book build
+#   make test   set up the same .venv, then lint, unit tests, chapter smoke tests and the book build,
+#               then the browser checks of the built book (make check-site)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ DEPS_HASH := $(shell cat requirements.txt constraints.txt pyproject.toml | sha25
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv book run list test lint format clean
+.PHONY: venv book run list test lint format clean check-site chromium
 
 venv: $(STAMP)
 
@@ -50,6 +51,20 @@ format: venv
 
 test: lint
 	$(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory check-site
+
+# Browser checks of the built book (_build/html, from `make book` or the tests' build): every page
+# in headless Chromium with the network refused; screenshots in _build/screenshots.
+check-site: venv chromium
+	$(BIN)/python -m reprobook.sitecheck
+
+# Debian's Chromium, installed when missing (as root, or through sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser checks..."; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 clean:
 	rm -rf _build notebooks/*.ipynb .pytest_cache .ruff_cache

@@ -224,3 +224,8 @@ def test_book_builds_with_every_chapter(run_smoke):
                 assert sign not in text, f"{chapter.id}: the full-run page shows {sign!r}"
         else:
             assert "numbers are not the experiment" in text, f"{chapter.id}: no smoke banner"
+    # MathJax is served from the book itself, so formulas render for a reader without a network.
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax was not copied"
+    for page in site.rglob("*.html"):
+        scripts = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', page.read_text())
+        assert all("://" not in src for src in scripts), f"{page.name} loads MathJax from {scripts}"

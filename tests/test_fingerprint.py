@@ -91,6 +91,33 @@ def test_check_is_current_then_names_each_change(fake_root):
     assert verdict.code_changed and "code cells changed" in verdict.message()
 
 
+def test_smoke_metrics_are_compared_on_the_cpu_that_recorded_them(fake_root):
+    chapter = _chapter(fake_root)
+    smoke = {"score": 0.5}
+    made = fingerprint.make(chapter, smoke, "a" * 40)
+    assert made["cpu"] == fingerprint.cpu_signature()
+    made = {**made, "cpu": "GenuineIntel AVX512"}
+    other = {"score": 0.5001}  # the same code, another CPU's rounding
+    assert not fingerprint.check(chapter, made, other, cpu="GenuineIntel AVX512").current
+    elsewhere = fingerprint.check(chapter, made, other, cpu="AuthenticAMD AVX512")
+    assert elsewhere.current and not elsewhere.compared_metrics
+    assert "not on this CPU (AuthenticAMD AVX512)" in elsewhere.message()
+    added = fingerprint.add_cpu(chapter, made, other, "AuthenticAMD AVX512")
+    assert added["smoke_metrics_other_cpus"] == {"AuthenticAMD AVX512": {"score": 0.5001}}
+    assert fingerprint.check(chapter, added, other, cpu="AuthenticAMD AVX512").compared_metrics
+    moved = fingerprint.check(chapter, added, {"score": 0.7}, cpu="AuthenticAMD AVX512")
+    assert not moved.current and "score" in moved.message()
+    assert fingerprint.check(chapter, added, smoke, cpu="GenuineIntel AVX512").current
+    # a record from before CPUs were recorded stands for every CPU without its own
+    legacy = {k: v for k, v in made.items() if k != "cpu"}
+    assert fingerprint.recorded_metrics(legacy, "AnyCPU") == {"score": 0.5}
+    assert fingerprint.add_cpu(chapter, legacy, other, "AnyCPU")["smoke_metrics_other_cpus"]
+    # refused when the code changed since the full run
+    chapter.source.write_text(chapter.source.read_text().replace("x = 1", "x = 2"))
+    with pytest.raises(ValueError, match="cannot add a CPU to a stale record"):
+        fingerprint.add_cpu(chapter, made, other, "SomeCPU")
+
+
 def test_prose_edits_do_not_change_the_code_hash(fake_root):
     chapter = _chapter(fake_root)
     before = fingerprint.code_cells_hash(chapter)

@@ -172,18 +172,24 @@ def test_one_adam_step_has_a_nearly_vanishing_metagradient():
 
 
 def test_eps_root_keeps_the_metagradient_finite():
-    """d sqrt(v)/dv is infinite at v = 0. Token 7 never appears in this batch, so its embedding
-    row has exactly zero gradient (through the embedding's backward, which depends on the example
-    weights); that makes tau NaN unless eps_root > 0, as the paper uses. (Rows that no input
-    reaches at all, such as unused positions, may be cut from the graph and stay finite.)"""
+    """d sqrt(v)/dv is infinite at v = 0, where Adam's second moment sits for any parameter whose
+    gradient is exactly zero (token 7 never appears in this batch, so its embedding row gets
+    none). Whether that infinity reaches the metagradient as NaN depends on the CPU's kernels
+    (NaN on the machines the book was first tested on, finite on an AMD EPYC), so the
+    mechanism is checked directly and the metagradient with eps_root > 0, as the paper uses,
+    must be finite everywhere."""
+    v = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    (bare_slope,) = torch.autograd.grad((v + 0.0).sqrt().sum(), v)
+    (safe_slope,) = torch.autograd.grad((v + inner.InnerLoop().eps_root).sqrt().sum(), v)
+    assert torch.isinf(bare_slope).all() and torch.isfinite(safe_slope).all()
     model, tokens = model64(seed=2), batch(seed=2) % 7  # token 7 absent
     start = inner.initial_params(model)
     target = targets.make_target("l2_norm", "head.weight", start)
     order = inner.step_order(6, inner.InnerLoop(steps=2), torch.Generator().manual_seed(0))
-    bare_loop, safe_loop = inner.InnerLoop(steps=2, eps_root=0.0), inner.InnerLoop(steps=2)
-    bare, _, _ = inner.metagradient(model, start, tokens, target.phi, order, bare_loop)
-    safe, _, _ = inner.metagradient(model, start, tokens, target.phi, order, safe_loop)
-    assert not torch.isfinite(bare).all() and torch.isfinite(safe).all()
+    safe, _, _ = inner.metagradient(
+        model, start, tokens, target.phi, order, inner.InnerLoop(steps=2)
+    )
+    assert torch.isfinite(safe).all()
 
 
 # --- targets -------------------------------------------------------------------------------

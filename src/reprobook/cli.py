@@ -1,4 +1,5 @@
-"""Command line: ``python -m reprobook run|book|run-all|list|new|sweep|migrate-fingerprint``."""
+"""Command line: ``python -m reprobook run|book|run-all|list|new|sweep|migrate-fingerprint|
+fingerprint-add-cpu``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from reprobook.chapters import find_chapters, get_chapter
 from reprobook.results import load_results
 from reprobook.runner import (
     ChapterRunError,
+    add_cpu_to_fingerprint,
     last_runs,
     migrate_fingerprint,
     parse_value,
@@ -47,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         help="rewrite version 1 fingerprints as version 2 from a smoke run, when still current",
     )
     migrate.add_argument("chapters", nargs="+", help="chapter ids (or ch05, ch06, ...)")
+    add_cpu = sub.add_parser(
+        "fingerprint-add-cpu",
+        help="record this CPU's smoke metrics in fingerprints whose code and environment match",
+    )
+    add_cpu.add_argument("chapters", nargs="+", help="chapter ids (or ch05, ch06, ...)")
     _add_sweep_parser(sub)
     return parser
 
@@ -146,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "migrate-fingerprint":
             for name in args.chapters:
                 print(f"{name}: {migrate_fingerprint(get_chapter(name))}")
+        elif args.command == "fingerprint-add-cpu":
+            for name in args.chapters:
+                print(f"{name}: {add_cpu_to_fingerprint(get_chapter(name))}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

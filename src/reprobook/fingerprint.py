@@ -11,6 +11,16 @@ unchanged costs no re-run, and a change that moves a metric fails with the list 
 moved and by how much. Pinning a package that a chapter does not import leaves it current;
 changing the pin of one it does import does not.
 
+Floating-point results depend on the CPU (the same code and pins give slightly different smoke
+metrics on an AMD EPYC than on the machines the book was first run on: MKL and oneDNN take
+other kernels per processor), so a fingerprint records the CPU its smoke metrics came from
+(``cpu``: vendor and torch's CPU capability) and may
+hold the smoke metrics of the same code on other CPUs (``smoke_metrics_other_cpus``, added by
+``python -m reprobook fingerprint-add-cpu`` only when code cells and environment still match).
+A check compares a smoke run with the record of its own CPU; on a CPU with no record it checks
+the code cells and the environment only, and says so. A record without ``cpu`` (made before the
+field existed) counts as made on every CPU without a record of its own.
+
 Version 1 fingerprints recorded a hash of ``requirements.txt`` + ``constraints.txt`` instead of
 the distributions; they are still checked that way, and ``migrate`` rewrites one as version 2
 from a smoke run when its code cells, requirements and smoke metrics all still match.
@@ -50,6 +60,23 @@ VOLATILE_DEFAULT = (
     "*latency*",
     "*timing*",
 )
+
+
+def cpu_signature() -> str:
+    """This machine's CPU as far as floating point goes: vendor and torch's CPU capability."""
+    import platform
+
+    import torch
+
+    vendor = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{vendor} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def _sha256(text: str) -> str:
@@ -201,6 +228,7 @@ def make(
         "code_cells_sha256": code_cells_hash(chapter),
         "distributions": pinned_subset(distributions),
         "note": note,
+        "cpu": cpu_signature(),
         "smoke_metrics": stable_metrics(smoke_metrics, patterns),
     }
 
@@ -242,6 +270,7 @@ class Check:
     environment_changed: list[str]  # 'name a -> b' per changed distribution (v1: the files)
     moved: list[Moved]
     compared_metrics: bool
+    cpu_note: str = ""  # why smoke metrics were not compared on this CPU, when they were not
 
     @property
     def requirements_changed(self) -> bool:
@@ -273,23 +302,49 @@ class Check:
                 if self.compared_metrics
                 else ("code cells and environment (smoke metrics not re-run here)")
             )
-            return f"{self.chapter}: full-run artefacts are current ({what} match)."
+            note = f" {self.cpu_note}" if self.cpu_note else ""
+            return f"{self.chapter}: full-run artefacts are current ({what} match).{note}"
         return (
             f"{self.chapter}: full-run artefacts are stale: " + "; ".join(self.problems())
             + f". Re-make them: make run CH={self.chapter} PARAMS='-p profile full'"
         )  # fmt: skip
 
 
-def check(chapter: Chapter, fingerprint: dict, smoke_metrics: dict | None = None) -> Check:
-    """Compare a committed fingerprint with the code now (and a fresh smoke run, if given)."""
+def recorded_metrics(fingerprint: dict, cpu: str) -> dict | None:
+    """The smoke metrics a fingerprint holds for ``cpu``: its own record, the main record when
+    it was made there (or before CPUs were recorded), else None."""
+    others = fingerprint.get("smoke_metrics_other_cpus", {})
+    if cpu in others:
+        return others[cpu]
+    if fingerprint.get("cpu", cpu) == cpu:
+        return fingerprint["smoke_metrics"]
+    return None
+
+
+def check(
+    chapter: Chapter, fingerprint: dict, smoke_metrics: dict | None = None, cpu: str | None = None
+) -> Check:
+    """Compare a committed fingerprint with the code now (and a fresh smoke run on ``cpu``,
+    this machine's by default, if given)."""
     moved: list[Moved] = []
+    compared, cpu_note = smoke_metrics is not None, ""
     if smoke_metrics is not None:
-        patterns = (*volatile_patterns(chapter), *fingerprint.get("volatile", ()))
-        moved = moved_metrics(
-            {k: v for k, v in fingerprint["smoke_metrics"].items() if not is_volatile(k, patterns)},
-            stable_metrics(smoke_metrics, patterns),
-            float(fingerprint.get("rtol", RTOL)),
-        )
+        cpu = cpu or cpu_signature()
+        before = recorded_metrics(fingerprint, cpu)
+        if before is None:
+            compared = False
+            recorded = [fingerprint["cpu"], *fingerprint.get("smoke_metrics_other_cpus", {})]
+            cpu_note = (
+                f"Smoke metrics were recorded on {', '.join(recorded)}, not on this CPU ({cpu}), "
+                "whose floating-point results differ: only code cells and environment compared."
+            )
+        else:
+            patterns = (*volatile_patterns(chapter), *fingerprint.get("volatile", ()))
+            moved = moved_metrics(
+                {k: v for k, v in before.items() if not is_volatile(k, patterns)},
+                stable_metrics(smoke_metrics, patterns),
+                float(fingerprint.get("rtol", RTOL)),
+            )
     if "distributions" in fingerprint:
         environment = environment_changes(fingerprint["distributions"])
     else:  # version 1: the pinned files as a whole
@@ -300,8 +355,29 @@ def check(chapter: Chapter, fingerprint: dict, smoke_metrics: dict | None = None
         code_changed=fingerprint["code_cells_sha256"] != code_cells_hash(chapter),
         environment_changed=environment,
         moved=moved,
-        compared_metrics=smoke_metrics is not None,
+        compared_metrics=compared,
+        cpu_note=cpu_note,
     )
+
+
+def add_cpu(chapter: Chapter, fingerprint: dict, smoke_metrics: dict, cpu: str) -> dict:
+    """The fingerprint with the smoke metrics of the same code on another ``cpu`` added; refused
+    unless the code cells and the environment still match the record, and pointless (returned
+    unchanged) when ``cpu`` has a record already."""
+    if recorded_metrics(fingerprint, cpu) is not None and (
+        "cpu" in fingerprint or cpu in fingerprint.get("smoke_metrics_other_cpus", {})
+    ):
+        return fingerprint
+    verdict = check(chapter, fingerprint)
+    if not verdict.current:
+        raise ValueError(f"{chapter.id}: cannot add a CPU to a stale record: {verdict.message()}")
+    patterns = (*volatile_patterns(chapter), *fingerprint.get("volatile", ()))
+    out = dict(fingerprint)
+    out["smoke_metrics_other_cpus"] = {
+        **fingerprint.get("smoke_metrics_other_cpus", {}),
+        cpu: stable_metrics(smoke_metrics, patterns),
+    }
+    return out
 
 
 def migrate(

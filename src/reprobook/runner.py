@@ -322,6 +322,18 @@ def migrate_fingerprint(chapter: Chapter, quiet: bool = False, work_dir: Path | 
     return fingerprint.write(migrated, fingerprint.path_for(chapter.id))
 
 
+def add_cpu_to_fingerprint(chapter: Chapter, quiet: bool = False, work_dir: Path | None = None):
+    """Add this CPU's smoke metrics to a chapter's fingerprint (see ``fingerprint.add_cpu``)
+    from a smoke run now; refused, with the reason, when code cells or environment changed."""
+    committed = fingerprint.load(chapter.id)
+    if committed is None:
+        raise ValueError(f"{chapter.id} has no fingerprint to add a CPU to")
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        smoke, _ = _fingerprint_smoke(chapter, quiet, Path(tmp))
+    added = fingerprint.add_cpu(chapter, committed, smoke, fingerprint.cpu_signature())
+    return fingerprint.write(added, fingerprint.path_for(chapter.id))
+
+
 def prepare_book(
     profile: str | None = None, quiet: bool = False, smoke_notebooks: dict[str, Path] | None = None
 ) -> list[str]:
