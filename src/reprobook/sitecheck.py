@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.path:60s} {r.bytes / 2**20:6.2f} MB  {r.n_math:4d} formulas  {status}")
         for problem in r.problems[:20]:
             print(f"    {problem}")
+    seen = {note for r in reports for note in r.notes}
+    for text, why in KNOWN_THEME_ERRORS.items():
+        if any(text in note for note in seen):
+            print(f"known theme message, not counted: {text!r} ({why})")
     print(
         f"check-site: {len(reports)} pages, {len(bad)} with problems; screenshots in {args.shots}"
     )
