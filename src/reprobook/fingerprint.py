@@ -364,9 +364,7 @@ def add_cpu(chapter: Chapter, fingerprint: dict, smoke_metrics: dict, cpu: str) 
     """The fingerprint with the smoke metrics of the same code on another ``cpu`` added; refused
     unless the code cells and the environment still match the record, and pointless (returned
     unchanged) when ``cpu`` has a record already."""
-    if recorded_metrics(fingerprint, cpu) is not None and (
-        "cpu" in fingerprint or cpu in fingerprint.get("smoke_metrics_other_cpus", {})
-    ):
+    if fingerprint.get("cpu") == cpu or cpu in fingerprint.get("smoke_metrics_other_cpus", {}):
         return fingerprint
     verdict = check(chapter, fingerprint)
     if not verdict.current:

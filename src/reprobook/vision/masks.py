@@ -43,31 +43,31 @@ def _ari(contingency: np.ndarray) -> float:
     return float((index - expected) / (maximum - expected))
 
 
-def fg_ari_per_image(true: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
-    """FG-ARI of each image (B,); NaN for an image without foreground pixels."""
+def _tables(true: torch.Tensor, pred: torch.Tensor):
+    """Per image, the contingency table of true label (rows) against predicted label (columns)."""
     _check(true, pred)
     t, p = true.reshape(len(true), -1).numpy(), pred.reshape(len(pred), -1).numpy()
-    scores = np.full(len(t), np.nan)
     n_t, n_p = int(t.max()) + 1, int(p.max()) + 1
     for i in range(len(t)):
-        fg = t[i] > 0
-        if not fg.any():
-            continue
         table = np.zeros((n_t, n_p))
-        np.add.at(table, (t[i][fg], p[i][fg]), 1)
-        scores[i] = _ari(table[table.sum(1) > 0][:, table.sum(0) > 0])
+        np.add.at(table, (t[i], p[i]), 1)
+        yield table
+
+
+def fg_ari_per_image(true: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
+    """FG-ARI of each image (B,); NaN for an image without foreground pixels."""
+    scores = np.full(len(true), np.nan)
+    for i, table in enumerate(_tables(true, pred)):
+        fg = table[1:]  # the background row left out
+        if fg.sum():
+            scores[i] = _ari(fg[fg.sum(1) > 0][:, fg.sum(0) > 0])
     return scores
 
 
 def mbo_per_image(true: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
     """Mean best overlap of each image (B,); NaN for an image without objects."""
-    _check(true, pred)
-    t, p = true.reshape(len(true), -1).numpy(), pred.reshape(len(pred), -1).numpy()
-    scores = np.full(len(t), np.nan)
-    n_t, n_p = int(t.max()) + 1, int(p.max()) + 1
-    for i in range(len(t)):
-        table = np.zeros((n_t, n_p))
-        np.add.at(table, (t[i], p[i]), 1)
+    scores = np.full(len(true), np.nan)
+    for i, table in enumerate(_tables(true, pred)):
         size_t, size_p = table.sum(1), table.sum(0)
         objects = np.flatnonzero(size_t[1:] > 0) + 1
         if not len(objects):
