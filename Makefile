@@ -15,7 +15,7 @@ DEPS_HASH := $(shell cat requirements.txt constraints.txt pyproject.toml | sha25
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv book run list test lint format clean check-site chromium
+.PHONY: venv book run list test lint format clean check-site chromium linkcheck
 
 venv: $(STAMP)
 
@@ -57,6 +57,10 @@ test: lint
 # in headless Chromium with the network refused; screenshots in _build/screenshots.
 check-site: venv chromium
 	$(BIN)/python -m reprobook.sitecheck
+
+# External links of the built book (network needed; the weekly workflow runs it after make book).
+linkcheck: venv
+	$(BIN)/jupyter-book build . --builder linkcheck
 
 # Debian's Chromium, installed when missing (as root, or through sudo).
 chromium:

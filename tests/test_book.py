@@ -75,7 +75,15 @@ def test_no_number_typed_into_the_prose(chapter):
     literal it means in its front matter (reprobook.typed_numbers)."""
     cells = jupytext.read(chapter.source).cells
     markdown = "\n\n".join(c.source for c in cells if c.cell_type == "markdown")
-    typed = prose.typed_numbers(markdown, chapter.typed_numbers)
+    captions = [
+        f"{spec[field]}."
+        for c in cells
+        if c.cell_type == "code"
+        for spec in publish.figure_specs(c) or []
+        for field in ("caption", "alt")
+        if field in spec
+    ]
+    typed = prose.typed_numbers("\n\n".join([markdown, *captions]), chapter.typed_numbers)
     assert not typed, f"{chapter.id}: numbers typed into the prose (glue them): {typed}"
 
 
@@ -88,6 +96,30 @@ def test_prose_is_one_sentence_per_line(path):
     """Diffs of the book's text stay readable: fix with python -m reprobook.prose FILE."""
     text = path.read_text()
     assert prose.rewrap(text) == text, f"{path.name}: run python -m reprobook.prose {path}"
+
+
+def test_every_figure_is_numbered_captioned_and_described():
+    """Every image a chapter page shows from its full run is a numbered figure with a caption
+    and alt text (declared in the source's reprobook.figures), and figure names are unique."""
+    names, problems = [], []
+    for chapter in CHAPTERS:
+        page = publish.book_notebook(chapter)
+        if page is None:
+            continue
+        for cell in publish.number_figures(page).cells:
+            for output in cell.get("outputs", []):
+                if "image/png" not in output.get("data", {}):
+                    continue
+                figure = cell.metadata.get("mystnb", {}).get("figure")
+                if figure is None:
+                    problems.append(f"{chapter.id}: uncaptioned image in {cell.source[:50]!r}")
+                else:
+                    names.append(figure["name"])
+                    if not figure["name"].startswith(f"fig-{chapter.id[:4]}-"):
+                        problems.append(f"{chapter.id}: {figure['name']} lacks the chapter prefix")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    assert not problems, "\n".join(problems)
+    assert not duplicated, f"figure names used twice: {duplicated}"
 
 
 def test_no_committed_ipynb():

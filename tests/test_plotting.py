@@ -2,6 +2,7 @@
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from reprobook import plotting
@@ -11,7 +12,17 @@ def test_use_book_style_runs():
     with plt.rc_context():
         plotting.use_book_style()
         assert plt.rcParams["savefig.dpi"] == 110
+        for key in ("legend.fontsize", "xtick.labelsize", "ytick.labelsize", "axes.labelsize"):
+            assert float(plt.rcParams[key]) >= 9, key  # readable at the figure's own size
     assert len(plotting.colors(3)) == 3
+
+
+def test_book_style_shows_tables_whole():
+    with pd.option_context("display.max_colwidth", 50):
+        plotting.use_book_style()
+        long = "+0.063 ± 0.018, paired t-test p = 0.07; DPG better in 3 of 3 seeds"
+        html = pd.DataFrame({"comparison": [long]})._repr_html_()
+        assert long in html and "..." not in html
 
 
 def test_errorbar_line_draws_one_line():

@@ -1,10 +1,12 @@
-"""Unit tests of reprobook.publish: stripping, parameters as run, the banner, the merge."""
+"""Unit tests of reprobook.publish: stripping, parameters as run, the banner, the merge, figures
+and layout for reading."""
 
 import base64
 import io
 
 import matplotlib
 import nbformat
+import pytest
 from PIL import Image
 
 from conftest import _chapter_md
@@ -94,3 +96,139 @@ def test_book_notebook_takes_todays_prose_and_the_full_runs_outputs(fake_root, t
     printed = [c for c in page.cells if c.cell_type == "code" and c.source == "print(1)"][0]
     assert printed.outputs[0]["text"] == "1\n"
     assert page.metadata["papermill"]["parameters"] == {"profile": "full"}
+
+
+def _image_output(png: str, kind: str = "display_data"):
+    if kind == "execute_result":
+        return nbformat.v4.new_output(kind, data={"image/png": png}, execution_count=1)
+    return nbformat.v4.new_output(kind, data={"image/png": png})
+
+
+def _figure_cell(outputs, figures, tags=("hide-input",)):
+    cell = nbformat.v4.new_code_cell("draw()")
+    cell.outputs = outputs
+    cell.metadata = {"tags": list(tags), "reprobook": {"figures": figures}}
+    return cell
+
+
+def _fig(name):
+    return {"name": f"fig-{name}", "caption": f"The {name}.", "alt": f"A plot of {name}."}
+
+
+def test_number_figures_captions_a_single_figure():
+    png = _png()
+    nb = _executed([_figure_cell([_image_output(png)], [_fig("a")])])
+    cells = publish.number_figures(nb).cells
+    assert len(cells) == 1
+    meta = cells[0].metadata
+    assert meta["mystnb"]["figure"] == {"name": "fig-a", "caption": "The a."}
+    assert meta["mystnb"]["image"] == {"alt": "A plot of a."}
+    assert meta["tags"] == ["hide-input"] and "reprobook" not in meta
+
+
+def test_number_figures_splits_a_cell_drawing_several_and_drops_repeats():
+    png = _png()
+    text = nbformat.v4.new_output("display_data", data={"text/markdown": "shown"})
+    table = nbformat.v4.new_output("execute_result", data={"text/html": "<table/>"})
+    outputs = [text, _image_output(png), _image_output(png), _image_output(png), table]
+    nb = _executed([_figure_cell(outputs, [_fig("a"), {"drop": True}, _fig("c")])])
+    cells = publish.number_figures(nb).cells
+    assert [len(c.outputs) for c in cells] == [2, 1, 1]  # text + a | c | the table
+    assert cells[0].outputs[0] is not None and cells[0].outputs[0]["data"] == text["data"]
+    assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in cells] == [
+        "fig-a",
+        "fig-c",
+        None,
+    ]
+    assert cells[0].metadata["tags"] == ["hide-input"]  # the code, folded, once
+    assert all(c.metadata["tags"] == ["remove-input"] for c in cells[1:])
+
+
+def test_number_figures_mismatch_raises_when_strict_and_leaves_the_cell_otherwise():
+    png = _png()
+    nb = _executed([_figure_cell([_image_output(png)], [_fig("a"), _fig("b")])])
+    with pytest.raises(ValueError, match="declares 2 figures .* shows 1 images"):
+        publish.number_figures(nb)
+    cells = publish.number_figures(nb, strict=False).cells
+    assert len(cells) == 1 and "mystnb" not in cells[0].metadata
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        [],
+        "fig-a",
+        [{"name": "fig-a", "caption": "c"}],
+        [{**_fig("a"), "width": 3}],
+        [{**_fig("a"), "name": "a"}],
+        [{"drop": True, "name": "fig-a"}],
+    ],
+)
+def test_bad_figure_entries_say_what_is_allowed(figures):
+    nb = _executed([_figure_cell([_image_output(_png())], figures)])
+    with pytest.raises(ValueError, match="figure"):
+        publish.number_figures(nb)
+
+
+def test_book_notebook_keeps_todays_display_settings(fake_root, tmp_path):
+    chapter = _chapter_md(fake_root / "notebooks" / "ch99-test-chapter.md", "print(1)")
+    from reprobook.runner import read_notebook
+
+    executed = read_notebook(chapter)
+    artefact = tmp_path / "ch99-test-chapter.ipynb"
+    nbformat.write(executed, artefact)
+    text = chapter.source.read_text()
+    source = text.replace(
+        "```{code-cell} ipython3\nprint(1)",
+        "```{code-cell} ipython3\n---\nreprobook:\n  figures:\n  - {drop: true}\n"
+        "tags: [hide-input]\n---\nprint(1)",
+    )
+    assert source != text
+    chapter.source.write_text(source)
+    page = publish.book_notebook(chapter, artefact)
+    printed = [c for c in page.cells if c.cell_type == "code" and c.source == "print(1)"][0]
+    assert "hide-input" in printed.metadata["tags"]
+    assert printed.metadata["reprobook"] == {"figures": [{"drop": True}]}
+
+
+def _wide_png(width_in: float) -> str:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(width_in, 1.0), dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def test_png_width_reads_the_header():
+    assert publish.png_width(_wide_png(3.0)) == 300
+    with pytest.raises(ValueError, match="PNG"):
+        publish.png_width(base64.b64encode(b"GIF89a" + bytes(40)).decode())
+
+
+def test_lay_out_widens_wide_figures_and_folds_long_tables():
+    def table(rows):
+        body = "".join("<tr><td>x</td></tr>" for _ in range(rows))
+        return nbformat.v4.new_output(
+            "execute_result", data={"text/html": f"<table><tr><th>h</th></tr>{body}</table>"}
+        )
+
+    cells = [nbformat.v4.new_code_cell(f"c{i}") for i in range(4)]
+    cells[0].outputs = [_image_output(_wide_png(12.0))]
+    cells[1].outputs = [_image_output(_wide_png(6.0))]
+    cells[2].outputs = [table(publish.LONG_TABLE_ROWS + 1)]
+    cells[3].outputs = [table(publish.LONG_TABLE_ROWS)]
+    out = publish.lay_out(_executed(cells)).cells
+    assert [c.metadata.get("tags", []) for c in out] == [
+        ["full-width"],
+        [],
+        ["hide-output"],
+        [],
+    ]
+
+
+def test_number_figures_accepts_drops_of_repeats_a_newer_run_no_longer_shows():
+    nb = _executed([_figure_cell([], [{"drop": True}, {"drop": True}])])
+    cells = publish.number_figures(nb).cells
+    assert len(cells) == 1 and "reprobook" not in cells[0].metadata

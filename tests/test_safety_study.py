@@ -860,6 +860,10 @@ def test_plot_tie_break_takes_several_rules_and_marks_degenerate_thresholds():
         cell["stopped"] = 0.99
     fig = plots.plot_guardrail_grid(grid, [0.01, 0.1], [0.001, 1.0])
     assert "degenerate" in fig.axes[0].get_title() and "degenerate" not in fig.axes[1].get_title()
+    # one loose alpha refusing less (the committed full run: 0.90 beside 0.95-0.99) keeps the note
+    next(iter(grid["C=0.01"]["non-iid"].values()))["stopped"] = 0.5
+    fig = plots.plot_guardrail_grid(grid, [0.01, 0.1], [0.001, 1.0])
+    assert "degenerate" in fig.axes[0].get_title()
 
 
 def test_the_committed_official_runs_name_their_commit_and_rows():

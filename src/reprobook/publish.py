@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import copy
 import io
 import re
 from pathlib import Path
@@ -147,6 +148,23 @@ def save_artefact_notebook(executed: Path, destination: Path) -> Path:
     return destination
 
 
+def _keep_source_display(source: nbformat.NotebookNode, merged: nbformat.NotebookNode) -> None:
+    """Give the merged cells the display settings the source has now (tags such as
+    ``hide-input``, MyST-NB's figure caption, name and alt text): they change how a page looks,
+    never what ran, so they may be edited without a re-run (the fingerprint hashes code only)."""
+    code_in = iter([c for c in source.cells if c.cell_type == "code"])
+    for cell_out in (c for c in merged.cells if c.cell_type == "code"):
+        cell_in = next((c for c in code_in if c.source == cell_out.source), None)
+        if cell_in is None:
+            return
+        tags = list(cell_out.metadata.get("tags", []))
+        tags += [t for t in cell_in.metadata.get("tags", []) if t not in tags]
+        cell_out.metadata["tags"] = tags
+        for key in ("mystnb", "reprobook"):
+            if key in cell_in.metadata:
+                cell_out.metadata[key] = cell_in.metadata[key]
+
+
 def book_notebook(chapter: Chapter, artefact: Path | None = None) -> nbformat.NotebookNode | None:
     """The page of a chapter with full artefacts: today's prose, the full run's outputs.
 
@@ -158,7 +176,9 @@ def book_notebook(chapter: Chapter, artefact: Path | None = None) -> nbformat.No
     if not artefact.is_file():
         return None
     outputs = nbformat.read(artefact, as_version=4)
-    merged = combine_inputs_with_outputs(read_notebook(chapter), outputs)
+    source = read_notebook(chapter)
+    merged = combine_inputs_with_outputs(source, outputs)
+    _keep_source_display(source, merged)
     papermill = outputs.metadata.get("papermill")
     if papermill:
         merged.metadata["papermill"] = papermill
@@ -169,3 +189,148 @@ def book_notebook(chapter: Chapter, artefact: Path | None = None) -> nbformat.No
             )
             merged.cells.insert(index + 1, injected[0])
     return show_parameters_as_run(merged)
+
+
+# --- numbered, captioned figures ------------------------------------------------------------
+
+FIGURE_FIELDS = ("name", "caption", "alt")
+
+
+def _is_image(output: Any) -> bool:
+    return output.get("output_type") in ("display_data", "execute_result") and (
+        "image/png" in output.get("data", {})
+    )
+
+
+def figure_specs(cell: Any) -> list[dict] | None:
+    """A code cell's figures as its source declares them, checked, or None when it declares none.
+
+    In the MyST source a cell lists, in drawing order, one entry per image it shows::
+
+        reprobook:
+          figures:
+          - {name: fig-ch05-maps, caption: "What the figure shows.", alt: "What it looks like."}
+          - {drop: true}   # an image drawn again further down the page: shown once, there
+    """
+    specs = cell.get("metadata", {}).get("reprobook", {}).get("figures")
+    if specs is None:
+        return None
+    if not isinstance(specs, list) or not specs:
+        raise ValueError(f"reprobook.figures must be a non-empty list, got {specs!r}")
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise ValueError(f"each figure entry must be a mapping, got {spec!r}")
+        if spec.get("drop") is True and set(spec) == {"drop"}:
+            continue
+        missing = [f for f in FIGURE_FIELDS if not str(spec.get(f, "")).strip()]
+        extra = sorted(set(spec) - set(FIGURE_FIELDS))
+        if missing or extra:
+            raise ValueError(
+                f"figure entry {spec!r}: needs {', '.join(FIGURE_FIELDS)} (or only drop: true); "
+                f"missing {missing or 'none'}, unknown {extra or 'none'}"
+            )
+        if not str(spec["name"]).startswith("fig-"):
+            raise ValueError(f"figure names start with 'fig-', got {spec['name']!r}")
+    return specs
+
+
+def number_figures(nb: nbformat.NotebookNode, strict: bool = True) -> nbformat.NotebookNode:
+    """Give every image a cell declares a number, a caption and alt text (MyST-NB figures).
+
+    MyST-NB captions every image of a cell alike, so a cell that draws several figures is split
+    into one rendered cell per figure (its code shown once, above the first); images marked
+    ``drop`` are not rendered. The outputs keep their order and are otherwise untouched. A cell
+    whose images do not match its entries raises with ``strict``; otherwise (a smoke run that
+    draws fewer figures) it is rendered uncaptioned rather than mislabelled.
+    """
+    cells = []
+    for cell in nb.cells:
+        specs = figure_specs(cell) if cell.cell_type == "code" else None
+        if specs is None:
+            cells.append(cell)
+            continue
+        n_images = sum(_is_image(o) for o in cell.outputs)
+        if n_images == 0 and all(spec.get("drop") for spec in specs):
+            cell.metadata.pop("reprobook", None)  # repeats a run no longer shows: nothing to drop
+            cells.append(cell)
+            continue
+        if n_images != len(specs):
+            if strict:
+                names = [s.get("name", "drop") for s in specs]
+                raise ValueError(
+                    f"a cell declares {len(specs)} figures ({', '.join(names)}) but shows "
+                    f"{n_images} images; source begins {cell.source[:60]!r}"
+                )
+            cells.append(cell)
+            continue
+        pieces: list[tuple[list, dict | None]] = []
+        chunk: list = []
+        images = iter(specs)
+        for output in cell.outputs:
+            if not _is_image(output):
+                chunk.append(output)
+                continue
+            spec = next(images)
+            if not spec.get("drop"):
+                pieces.append((chunk + [output], spec))
+                chunk = []
+        if chunk or not pieces:
+            pieces.append((chunk, None))
+        for i, (outputs, spec) in enumerate(pieces):
+            piece = copy.deepcopy(cell)
+            piece.outputs = outputs
+            piece.metadata.pop("reprobook", None)
+            if i > 0:
+                tags = [t for t in _tags(piece) if t != "hide-input"]
+                piece.metadata["tags"] = [*tags, "remove-input"]
+            if spec is not None:
+                shown = piece.metadata.setdefault("mystnb", {})
+                shown["figure"] = {"name": spec["name"], "caption": spec["caption"]}
+                shown["image"] = {**shown.get("image", {}), "alt": spec["alt"]}
+            cells.append(piece)
+    nb.cells = cells
+    return nb
+
+
+# --- layout for reading -------------------------------------------------------------------------
+
+COLUMN_PX = 820  # the book's text column: a wider image is shown at the page's full width
+LONG_TABLE_ROWS = 20  # a longer table is folded behind a toggle
+
+
+def png_width(data: str) -> int:
+    """The pixel width of a base64 PNG, read from its header."""
+    raw = base64.b64decode(data[:64])
+    if raw[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG image")
+    return int.from_bytes(raw[16:20], "big")
+
+
+def _add_tag(cell: Any, tag: str) -> None:
+    if tag not in _tags(cell):
+        _tags(cell).append(tag)
+
+
+def lay_out(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Figures wider than the text column take the page's full width (``full-width``), so their
+    text is not shrunk; a table of more than ``LONG_TABLE_ROWS`` rows in a cell without figures is
+    folded behind a toggle (``hide-output``). Only how outputs are shown changes."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        images = [o["data"]["image/png"] for o in cell.get("outputs", []) if _is_image(o)]
+        if any(png_width(image) > COLUMN_PX for image in images):
+            _add_tag(cell, "full-width")
+        if images:
+            continue
+        rows = max(
+            (o.get("data", {}).get("text/html", "").count("<tr") for o in cell.outputs), default=0
+        )
+        if rows > LONG_TABLE_ROWS + 1:  # the header row
+            _add_tag(cell, "hide-output")
+    return nb
+
+
+def for_reading(nb: nbformat.NotebookNode, strict: bool = True) -> nbformat.NotebookNode:
+    """A rendered chapter's last step: numbered figures, then the layout."""
+    return lay_out(number_figures(nb, strict=strict))

@@ -334,6 +334,15 @@ def add_cpu_to_fingerprint(chapter: Chapter, quiet: bool = False, work_dir: Path
     return fingerprint.write(added, fingerprint.path_for(chapter.id))
 
 
+def _write_page(chapter: Chapter, nb: nbformat.NotebookNode, strict: bool) -> None:
+    """The page the book renders: numbered figures, the layout, and the page's links."""
+    from reprobook import pagelinks
+
+    page = publish.for_reading(nb, strict=strict)
+    pagelinks.add_links(page, chapter)
+    nbformat.write(page, chapter.executed_path)
+
+
 def prepare_book(
     profile: str | None = None, quiet: bool = False, smoke_notebooks: dict[str, Path] | None = None
 ) -> list[str]:
@@ -352,10 +361,11 @@ def prepare_book(
     for chapter in find_chapters():
         merged = None if profile else publish.book_notebook(chapter)
         if merged is not None:
-            nbformat.write(merged, chapter.executed_path)
+            _write_page(chapter, merged, strict=True)
             if not quiet:
                 print(f"[reprobook] {chapter.id}: the committed full run", flush=True)
-        elif not profile and smoke_notebooks and chapter.id in smoke_notebooks:
+            continue
+        if not profile and smoke_notebooks and chapter.id in smoke_notebooks:
             shutil.copyfile(smoke_notebooks[chapter.id], chapter.executed_path)
         else:
             try:
@@ -363,6 +373,8 @@ def prepare_book(
             except ChapterRunError as err:
                 print(err, file=sys.stderr)
                 failed.append(chapter.id)
+                continue
+        _write_page(chapter, nbformat.read(chapter.executed_path, as_version=4), strict=False)
     from reprobook import dashboard
 
     path = dashboard.write()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from reprobook.plotting import band_hline, colors, errorbar_line
 from reprobook.safety.study import ALPHA_FREE, alpha_key, c_key, harm_thresholds_in
@@ -18,16 +19,17 @@ STYLES = {  # guardrail -> (label, palette index, line style); distinct in colou
 }
 
 
-DEGENERATE = 0.9  # a threshold at which every Bayesian guardrail refuses this often says so
+DEGENERATE = 0.9  # a threshold at which the Bayesian guardrails' median refusal share reaches this
 
 
 def _degenerate(row: dict) -> str:
     """A title note for a threshold C at which the Bayesian guardrails (posterior, i.i.d. and
-    non-i.i.d. at every alpha) nearly always refuse to act: their death rates there say little."""
+    non-i.i.d. at every alpha) nearly always refuse to act, judged by the median of their refusal
+    shares (one loose alpha may refuse a little less): their death rates there say little."""
     cells = [row[g] for g in ("posterior", "iid") if g in row]
     cells += list(row.get("non-iid", {}).values())
     stopped = [cell["stopped"] for cell in cells if "stopped" in cell]
-    if not stopped or min(stopped) < DEGENERATE:
+    if not stopped or float(np.median(stopped)) < DEGENERATE:
         return ""
     return (
         f"\ndegenerate: the Bayesian guardrails refuse in {min(stopped):.0%}-{max(stopped):.0%} "
