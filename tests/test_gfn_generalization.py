@@ -7,7 +7,9 @@ MLP for 20 iterations, on one torch thread. Claims and tables are tested on hand
 """
 
 import copy
+import itertools
 import math
+import re
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -15,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 from gfn.samplers import Sampler
+from matplotlib.text import Text
 
-from reprobook import anchors, report
+from reprobook import anchors, plotting, report
 from reprobook.gfn import exact, length, objectives
 from reprobook.gfn.generalization import plots, study
 from reprobook.gfn.generalization import report as chapter
@@ -327,3 +330,80 @@ def test_figures_draw(tiny_metrics):
         fig = draw(tiny_metrics)
         assert fig.axes
         plt.close(fig)
+
+
+# --- what the page shows ----------------------------------------------------------------------
+
+IDENTIFIER = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")  # a snake_case name, e.g. db_beats_tb
+
+
+def _figures(metrics: dict) -> dict[str, plt.Figure]:
+    draws = (plots.plot_split_maps, plots.plot_error_by_length, plots.plot_stability,
+             plots.plot_training_loss)  # fmt: skip
+    return {draw.__name__: draw(metrics) for draw in draws}
+
+
+def test_claim_descriptions_are_unique_and_say_what_differs():
+    described = list(chapter.CLAIMS.values())
+    assert len(set(described)) == len(described)
+    assert "seen-calibrated" in chapter.CLAIMS["db_beats_tb"]
+    for name in ("fldb_beats_db_own_z", "db_beats_tb_own_z"):
+        assert "own partition estimate" in chapter.CLAIMS[name], name
+    assert chapter.CLAIMS["db_beats_tb_own_z"].startswith("DB ")
+    assert chapter.CLAIMS["fldb_beats_db_own_z"].startswith("FL-DB ")
+    assert not any("P_B" in text or "P_T" in text for text in described)
+
+
+def test_findings_and_key_number_are_in_words(tiny_metrics):
+    findings = chapter.miniature_findings(tiny_metrics)
+    for key, text in findings.items():
+        assert not IDENTIFIER.search(text), f"{key}: {IDENTIFIER.search(text).group()!r}"
+    assert "FL-DB below DB: " in findings["main_claim"]
+    assert "DB below TB: " in findings["main_claim"]
+    assert "lower is better" in findings["main_claim"]
+    key = chapter.key_number(tiny_metrics)
+    assert "lower is better" in key and not IDENTIFIER.search(key)
+
+
+@pytest.mark.parametrize(("n_seeds", "words"), [(1, "1 seed"), (3, "3 seeds")])
+def test_seed_counts_read_as_english(tiny_metrics, n_seeds, words):
+    assert report.plural(n_seeds, "seed") == words
+    m = dict(tiny_metrics, n_seeds=n_seeds)
+    fig = plots.plot_error_by_length(m)
+    title = fig.get_suptitle()
+    plt.close(fig)
+    assert title.endswith(f"({words})") and "seed(s)" not in title
+    environments = chapter.miniature_findings(m)["environments"]
+    assert environments.endswith(f", {words}") and "seed(s)" not in environments
+
+
+def test_figure_text_has_no_raw_underscores(tiny_metrics):
+    """Subscripts such as P_T are mathtext ($P_T$), never a bare underscore."""
+    texts = {}
+    for name, fig in _figures(tiny_metrics).items():
+        texts[name] = [t.get_text() for t in fig.findobj(Text)]
+        plt.close(fig)
+    for name, found in texts.items():
+        for text in found:
+            assert "_" not in re.sub(r"\$[^$]*\$", "", text), f"{name}: {text!r}"
+    assert any("(exact $P_T$)" in t for t in texts["plot_split_maps"])
+    assert any("uniform $P_B$" in t for t in texts["plot_stability"])
+
+
+def test_objectives_have_distinct_colours_in_every_figure(tiny_metrics):
+    palette = plots.loss_colors()
+    assert list(palette) == list(objectives.LOSSES)
+    book = plotting.colors(10)
+    assert all(colour in book for colour in palette.values())
+    for a, b in itertools.combinations(palette, 2):  # DB and SubTB were 0.19 apart
+        assert np.linalg.norm(np.subtract(palette[a], palette[b])) > 0.25, (a, b)
+    by_label = {tiny_metrics["labels"][loss]: colour for loss, colour in palette.items()}
+    for draw in (plots.plot_error_by_length, plots.plot_training_loss):
+        fig = draw(tiny_metrics)
+        lines = [line for ax in fig.axes for line in ax.get_lines()]
+        drawn = [line for line in lines if line.get_label() in by_label]
+        plt.close(fig)
+        assert len(drawn) == len(objectives.LOSSES)
+        for line in drawn:
+            rgb = matplotlib.colors.to_rgb(line.get_color())
+            assert np.allclose(rgb, by_label[line.get_label()]), (draw.__name__, line.get_label())

@@ -352,3 +352,9 @@ def held_text(claims: Mapping[str, bool], name: str, missing: str = "not tested"
 def pct(x: float, digits: int = 1) -> str:
     """A fraction as a percentage string: 0.0075 -> '0.8 %'."""
     return f"{100 * x:.{digits}f} %"
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """A count and its noun, in the plural unless the count is 1: ``plural(1, "seed")`` is
+    '1 seed', ``plural(3, "seed")`` '3 seeds' (``many`` for an irregular plural)."""
+    return f"{n:,} {noun if n == 1 else (many or noun + 's')}"

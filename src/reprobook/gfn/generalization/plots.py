@@ -6,14 +6,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from reprobook import plotting
+from reprobook import plotting, report
 from reprobook.gfn import stability
 from reprobook.gfn.length import grid_log_reward, make_grid
 from reprobook.gfn.objectives import LOSSES
 
+# Each objective's place in the book's palette (colorblind): blue, orange, green and pink. The
+# palette's fourth colour, vermilion, is hard to tell from its second, orange, so SubTB skips it.
+LOSS_PALETTE_INDEX = {"tb": 0, "db": 1, "fldb": 2, "subtb": 4}
 
-def _loss_colors() -> dict[str, tuple]:
-    return dict(zip(LOSSES, plotting.colors(len(LOSSES)), strict=True))
+
+def loss_colors() -> dict[str, tuple]:
+    """One colour of the book's palette per objective, the same in every figure of the chapter."""
+    palette = plotting.colors(max(LOSS_PALETTE_INDEX.values()) + 1)
+    return {loss: palette[LOSS_PALETTE_INDEX[loss]] for loss in LOSSES}
 
 
 def _split_line(ax: plt.Axes, height: int, max_length: int) -> None:
@@ -34,7 +40,7 @@ def plot_split_maps(metrics: dict) -> plt.Figure:
     panels = [("target R(x) / Z", target / target.sum())]
     for loss in metrics["losses"]:
         terminal = split["runs"][loss][0]["terminal"]
-        panels.append((f"{metrics['labels'][loss]} (exact P_T)", np.asarray(terminal)))
+        panels.append((f"{metrics['labels'][loss]} (exact $P_T$)", np.asarray(terminal)))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.9))
     floor = panels[0][1].min() / 10  # a decade below the target's smallest probability
     norm = LogNorm(vmin=floor, vmax=max(p.max() for _, p in panels))
@@ -62,7 +68,7 @@ def plot_error_by_length(metrics: dict) -> plt.Figure:
     split; mean ± s.e. over seeds; the dotted line is L, the longest seen."""
     splits = metrics["splits"]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.6), squeeze=False)
-    palette = _loss_colors()
+    palette = loss_colors()
     for ax, split in zip(axes[0], splits, strict=True):
         for loss, row in split["by_length"].items():
             x, mean, se = (np.asarray(row[k], dtype=float) for k in ("length", "mean", "se"))
@@ -73,7 +79,8 @@ def plot_error_by_length(metrics: dict) -> plt.Figure:
         ax.set_xlabel("trajectory length − 1 = ‖x‖₁")
         ax.set_ylabel("RMSE of log R̂(x), calibrated Z")
     axes[0][0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"Error of the implied log-reward by length ({metrics['n_seeds']} seed(s))")
+    seeds = report.plural(metrics["n_seeds"], "seed")
+    fig.suptitle(f"Error of the implied log-reward by length ({seeds})")
     return fig
 
 
@@ -97,7 +104,7 @@ def plot_stability(metrics: dict) -> plt.Figure:
     ax.set_xlabel("ε = ‖log R − log R′‖∞")
     ax.set_ylabel("TV between trajectory distributions")
     ax.set_title(
-        f"Exact stability of TB, uniform P_B: d = {curve['ndim']}, H = {curve['height']} "
+        f"Exact stability of TB, uniform $P_B$: d = {curve['ndim']}, H = {curve['height']} "
         f"({curve['n_trajectories']:,} trajectories)",
         fontsize=10,
     )
@@ -109,7 +116,7 @@ def plot_training_loss(metrics: dict) -> plt.Figure:
     """Each objective's training loss (mean over windows), first seed, per split (log scale)."""
     splits = metrics["splits"]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.2), squeeze=False)
-    palette = _loss_colors()
+    palette = loss_colors()
     for ax, split in zip(axes[0], splits, strict=True):
         for loss, runs in split["runs"].items():
             history = np.asarray(runs[0]["loss_history"])

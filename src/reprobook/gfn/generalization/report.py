@@ -30,17 +30,22 @@ CLAIMS = {
     "exact_mass": "every model's exact terminal distribution sums to 1 and every metric is "
     "finite (sanity)",
     "paths_match_terminal": "the exact TV between trajectory distributions equals the TV between "
-    "terminal distributions, for every perturbation (sanity: the shared P_B factor cancels)",
+    "terminal distributions, for every perturbation (sanity: the shared backward-policy factor "
+    "cancels)",
     "stability_under_bound": "every exact stability point lies under the bound tanh(ε/2) (an "
     "exact check of the derived bound; asserted in every profile)",
     "bound_nearly_attained": f"the tilt aimed at the bound reaches at least {NEAR_BOUND:.0%} of "
     "it at some ε (the bound is tight; reported)",
     "fits_seen": "every run fits the log-reward on the seen states better than on the unseen "
     "ones (reported: the split is a real test)",
-    "fldb_beats_db": f"FL-DB extrapolates the log-reward past L better than DB ({TEST})",
-    "db_beats_tb": f"DB extrapolates the log-reward past L better than TB ({TEST})",
-    "fldb_beats_db_own_z": "the same with each model's own partition estimate (reported)",
-    "db_beats_tb_own_z": "the same with each model's own partition estimate (reported)",
+    "fldb_beats_db": "FL-DB extrapolates the log-reward past L better than DB, with the "
+    f"seen-calibrated partition estimate ({TEST})",
+    "db_beats_tb": "DB extrapolates the log-reward past L better than TB, with the "
+    f"seen-calibrated partition estimate ({TEST})",
+    "fldb_beats_db_own_z": "FL-DB extrapolates the log-reward past L better than DB, each with "
+    "its own partition estimate instead of the seen-calibrated one (same test; reported)",
+    "db_beats_tb_own_z": "DB extrapolates the log-reward past L better than TB, each with its "
+    "own partition estimate instead of the seen-calibrated one (same test; reported)",
     "fldb_beats_db_shape": "FL-DB's L1 on the unseen states (renormalised) is lower than DB's "
     "(same test; reported)",
     "db_beats_tb_shape": "DB's L1 on the unseen states (renormalised) is lower than TB's (same "
@@ -199,6 +204,12 @@ def comparisons_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["comparison", "metric"])
 
 
+def comparison_words(metrics: dict, name: str) -> str:
+    """A ranking claim of ``COMPARISONS`` in words, e.g. "DB below TB"."""
+    _, better, worse = COMPARISONS[name]
+    return f"{metrics['labels'][better]} below {metrics['labels'][worse]}"
+
+
 def _ranking(metrics: dict, key: str) -> str:
     means = {loss: float(np.mean(per_pair(metrics, loss, key))) for loss in metrics["losses"]}
     order = sorted(means, key=means.get)
@@ -225,16 +236,18 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         f"({s['n_unseen']:,} of {s['n_states']:,} states unseen)"
         for s in metrics["splits"]
     )
-    verdicts = ", ".join(
-        f"{name.replace('_', ' ')}: {'yes' if claims[name] else 'no'}"
-        for name in COMPARISONS
-        if name in claims
-    )
+    verdicts = {}  # metric -> each of its comparisons in words, with the outcome
+    for name, (key, *_) in COMPARISONS.items():
+        if name in claims:
+            held = "yes" if claims[name] else "no"
+            verdicts.setdefault(key, []).append(f"{comparison_words(metrics, name)}: {held}")
+    consistent = "; ".join(f"in {METRIC_LABELS[k]}, {', '.join(v)}" for k, v in verdicts.items())
     curve = metrics["stability"]
     return {
         "main_claim": (
-            f"mean log-reward error past L (seen-calibrated Z) over {n_pairs} (split, seed) "
-            f"pairs: {_ranking(metrics, HEADLINE_METRIC)}; {verdicts}"
+            f"mean log-reward error past L (seen-calibrated Z; lower is better) over {n_pairs} "
+            f"(split, seed) pairs: {_ranking(metrics, HEADLINE_METRIC)}; held "
+            f"consistently ({TEST}): {consistent}"
         ),
         "stability_bound": (
             f"exact TV on a d = {curve['ndim']}, H = {curve['height']} grid "
@@ -247,13 +260,16 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         "environments": (
             f"HyperGrid, original reward with R0 = {metrics['R0']:g}; "
             f"{metrics['n_iterations']:,} iterations × batch {metrics['batch_size']}, "
-            f"{metrics['n_seeds']} seed(s)"
+            f"{report.plural(metrics['n_seeds'], 'seed')}"
         ),
     }
 
 
 def key_number(metrics: dict) -> str:
-    return "log-reward error past L (seen-calibrated Z), " + _ranking(metrics, HEADLINE_METRIC)
+    """The headline metric's ranking of the objectives, and which direction is better."""
+    return "log-reward error past L (seen-calibrated Z), lower is better: " + _ranking(
+        metrics, HEADLINE_METRIC
+    )
 
 
 def prose_numbers(metrics: dict) -> dict[str, str]:
