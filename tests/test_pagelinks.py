@@ -90,3 +90,8 @@ def test_every_chapter_links_its_library_calls_to_lines_that_exist(chapter):
         path, lines = link.removeprefix(f"{URL}/blob/abc/").split("#L")
         first, last = (int(n.removeprefix("L")) for n in lines.split("-"))
         assert 1 <= first <= last <= len((repo_root() / path).read_text().splitlines())
+
+
+def test_plain_escapes_markup_of_a_docstring():
+    text = pagelinks.plain("Glue values (``{glue:md}`name```),\n  $x_1$ *and* [a].")
+    assert text == r"Glue values (\{glue:md\}\`name\`), \$x\_1\$ \*and\* \[a\]."

@@ -104,6 +104,10 @@ def _image_output(png: str, kind: str = "display_data"):
     return nbformat.v4.new_output(kind, data={"image/png": png})
 
 
+def _is_png(output):
+    return "image/png" in output.get("data", {})
+
+
 def _figure_cell(outputs, figures, tags=("hide-input",)):
     cell = nbformat.v4.new_code_cell("draw()")
     cell.outputs = outputs
@@ -133,13 +137,15 @@ def test_number_figures_splits_a_cell_drawing_several_and_drops_repeats():
     outputs = [text, _image_output(png), _image_output(png), _image_output(png), table]
     nb = _executed([_figure_cell(outputs, [_fig("a"), {"drop": True}, _fig("c")])])
     cells = publish.number_figures(nb).cells
-    assert [len(c.outputs) for c in cells] == [2, 1, 1]  # text + a | c | the table
-    assert cells[0].outputs[0] is not None and cells[0].outputs[0]["data"] == text["data"]
+    assert [len(c.outputs) for c in cells] == [1, 1, 1, 1]  # text | a | c | the table
+    assert cells[0].outputs[0]["data"] == text["data"]
     assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in cells] == [
+        None,
         "fig-a",
         "fig-c",
         None,
     ]
+    assert all(_is_png(c.outputs[0]) for c in cells[1:3])
     assert cells[0].metadata["tags"] == ["hide-input"]  # the code, folded, once
     assert all(c.metadata["tags"] == ["remove-input"] for c in cells[1:])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,13 @@ def source_link(obj: Any, url: str, ref: str, root: Path | None = None) -> str:
     )
 
 
+def plain(docstring: str) -> str:
+    """A docstring's text as literal Markdown: one line, reST's double backticks dropped, and
+    every character MyST would read as markup (roles, math, emphasis, links) escaped."""
+    text = " ".join(docstring.replace("``", "").split())
+    return re.sub(r"([\\`*_{}\[\]<>$|#~])", r"\\\1", text)
+
+
 def library_section(cells: list[str], url: str, ref: str) -> str | None:
     """The folded "Library code" section (MyST), or None when the cells call no library code."""
     calls = library_calls(cells)
@@ -158,7 +166,7 @@ def library_section(cells: list[str], url: str, ref: str) -> str | None:
         return None
     items = []
     for written, obj in calls:
-        summary = (inspect.getdoc(obj) or "").strip().split("\n\n")[0].replace("\n", " ")
+        summary = plain((inspect.getdoc(obj) or "").strip().split("\n\n")[0])
         module = obj.__module__
         items.append(
             f"- [`{written}`]({source_link(obj, url, ref)}) (`{module}`)"

@@ -237,9 +237,9 @@ def figure_specs(cell: Any) -> list[dict] | None:
 def number_figures(nb: nbformat.NotebookNode, strict: bool = True) -> nbformat.NotebookNode:
     """Give every image a cell declares a number, a caption and alt text (MyST-NB figures).
 
-    MyST-NB captions every image of a cell alike, so a cell that draws several figures is split
-    into one rendered cell per figure (its code shown once, above the first); images marked
-    ``drop`` are not rendered. The outputs keep their order and are otherwise untouched. A cell
+    MyST-NB wraps every rich output of a cell in the cell's figure, so a cell is split into
+    rendered cells that hold either one image (the figure) or a run of other outputs, its code
+    shown once, above the first; images marked ``drop`` are not rendered. The outputs keep their order and are otherwise untouched. A cell
     whose images do not match its entries raises with ``strict``; otherwise (a smoke run that
     draws fewer figures) it is rendered uncaptioned rather than mislabelled.
     """
@@ -263,19 +263,19 @@ def number_figures(nb: nbformat.NotebookNode, strict: bool = True) -> nbformat.N
                 )
             cells.append(cell)
             continue
-        pieces: list[tuple[list, dict | None]] = []
-        chunk: list = []
+        pieces: list[tuple[list, dict | None]] = []  # non-image runs, and each image alone
         images = iter(specs)
         for output in cell.outputs:
-            if not _is_image(output):
-                chunk.append(output)
-                continue
-            spec = next(images)
-            if not spec.get("drop"):
-                pieces.append((chunk + [output], spec))
-                chunk = []
-        if chunk or not pieces:
-            pieces.append((chunk, None))
+            if _is_image(output):
+                spec = next(images)
+                if not spec.get("drop"):
+                    pieces.append(([output], spec))
+            elif pieces and pieces[-1][1] is None:
+                pieces[-1][0].append(output)
+            else:
+                pieces.append(([output], None))
+        if not pieces:
+            pieces.append(([], None))
         for i, (outputs, spec) in enumerate(pieces):
             piece = copy.deepcopy(cell)
             piece.outputs = outputs

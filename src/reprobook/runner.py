@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import json
 import os
 import shlex
@@ -338,7 +339,11 @@ def _write_page(chapter: Chapter, nb: nbformat.NotebookNode, strict: bool) -> No
     """The page the book renders: numbered figures, the layout, and the page's links."""
     from reprobook import pagelinks
 
-    page = publish.for_reading(nb, strict=strict)
+    try:
+        page = publish.for_reading(copy.deepcopy(nb), strict=strict)
+    except ValueError as err:  # the source's figures no longer match the run: render, and say so
+        print(f"[reprobook] {chapter.id}: figures left unnumbered: {err}", file=sys.stderr)
+        page = publish.for_reading(nb, strict=False)
     pagelinks.add_links(page, chapter)
     nbformat.write(page, chapter.executed_path)
 
