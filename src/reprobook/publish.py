@@ -239,9 +239,10 @@ def number_figures(nb: nbformat.NotebookNode, strict: bool = True) -> nbformat.N
 
     MyST-NB wraps every rich output of a cell in the cell's figure, so a cell is split into
     rendered cells that hold either one image (the figure) or a run of other outputs, its code
-    shown once, above the first; images marked ``drop`` are not rendered. The outputs keep their order and are otherwise untouched. A cell
-    whose images do not match its entries raises with ``strict``; otherwise (a smoke run that
-    draws fewer figures) it is rendered uncaptioned rather than mislabelled.
+    shown once, above the first; images marked ``drop`` are not rendered. The outputs keep their
+    order and are otherwise untouched. A cell whose images do not match its entries raises with
+    ``strict``; otherwise (a smoke run that draws fewer figures) it is rendered uncaptioned
+    rather than mislabelled.
     """
     cells = []
     for cell in nb.cells:
