@@ -854,7 +854,7 @@ def test_miniature_findings(teacher_wins, teacher_loses):
     )
     assert "d = 2, H = 16" in found["grid_setting"]
     assert "(9 mode states); 3 iterations" in found["grid_setting"]
-    assert "(48 sampled trajectories) per arm, 2 seed(s)" in found["grid_setting"]
+    assert "(48 sampled trajectories) per arm, 2 seeds" in found["grid_setting"]
     assert "Teacher 7.5 of 9 (seeds: 6/9)" in found["grid_modes"]
     assert found["reference_run_modes"] == found["grid_modes"]
     assert "TB 400.000e-5 (sum 1.020)" in found["grid_l1"]

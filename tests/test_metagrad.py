@@ -553,7 +553,7 @@ def _hand_metrics():
 def test_key_number_and_prose_numbers_on_the_hand_case():
     metrics = _hand_metrics()
     assert chapter.key_number(metrics) == (
-        "held-out “67” pixel accuracy with DPG 0.500 ± 0.000 → 0.800 ± 0.000 (2 seed(s))"
+        "held-out “67” pixel accuracy with DPG 0.500 ± 0.000 → 0.800 ± 0.000 (2 seeds)"
     )
     numbers = chapter.prose_numbers(metrics)
     assert numbers["target_parameters"] == "1,234" and numbers["generator_parameters"] == "56,789"
@@ -564,7 +564,7 @@ def test_key_number_and_prose_numbers_on_the_hand_case():
     assert numbers["patch_gradient_median"] == "1.2e-02" and numbers["sqrt_eps_root"] == "3.2e-05"
     assert numbers["cost_over_inner"] == "3.0×" and numbers["loo_over_inner"] == "9×"
     assert numbers["dpg67_start"] == "0.500 ± 0.000" and numbers["dpg67_end"] == "0.800 ± 0.000"
-    assert numbers["dpg_minus_naive_67"].endswith("p = 1.00; DPG better in 1 of 2 seed(s)")
+    assert numbers["dpg_minus_naive_67"].endswith("p = 1.00; DPG better in 1 of 2 seeds")
     assert numbers["dpg_minus_random_67"] == chapter.NOT_RUN  # no random arm in the hand case
     assert numbers["dpg_minus_sgd_own_67"] == chapter.NOT_RUN
     assert numbers["dpg_l2_start"] == "5.000" and numbers["dpg_l2_end"] == "4.500"

@@ -542,7 +542,7 @@ def test_miniature_findings_cover_the_chapters_anchors():
     table = anchors.comparison_table(chapter_anchors, findings)
     assert len(table) == len(chapter_anchors)
     assert "not measured here" not in set(table["this miniature"])
-    assert "1,000 episodes × 2 seed(s)" in findings["setting"]
+    assert "1,000 episodes × 2 seeds" in findings["setting"]
     assert findings["threshold"].startswith("4,")
     assert "none: 50 %" in findings["none_most_deaths"]
     assert "the most of any guardrail at any C is 30 %" in findings["none_most_deaths"]

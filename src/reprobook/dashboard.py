@@ -1,5 +1,8 @@
 """The book's results dashboard: every written chapter's committed full run in one table.
 
+Three columns, so that it reads on a book column: the chapter and its verdict; the key number
+here above the paper's; the run's time, hardware, date and fingerprint state.
+
 ``make book`` (``python -m reprobook book``) writes ``book/dashboard.md`` from the committed
 artefacts, so the page can never disagree with them: per chapter, the verdict its report computes
 from the headline claims, how many hold, the key number beside the paper's (from
@@ -73,7 +76,8 @@ def chapter_row(chapter: Chapter) -> Row | None:
 
 
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """One line of table text."""
+    return " ".join(str(text).split())
 
 
 def markdown(chapters: list[Chapter] | None = None) -> str:
@@ -87,17 +91,29 @@ def markdown(chapters: list[Chapter] | None = None) -> str:
         else:
             rows.append(row)
     lines = [HEADER, ""]
-    lines.append(
-        "| chapter | verdict | headline claims holding | key number here | the paper | run | "
-        "artefacts |"
-    )
-    lines.append("|---|---|---|---|---|---|---|")
+    lines += [
+        ":::{list-table}",
+        ":header-rows: 1",
+        ":widths: 30 45 25",
+        "",
+        "* - chapter and verdict",
+        "  - key number: here, and the paper's",
+        "  - the run",
+    ]
     for r in rows:
         link = f"{{doc}}`{r.chapter[:4]}: {_cell(r.title)} <../notebooks/{r.chapter}>`"
-        lines.append(
-            f"| {link} | **{r.verdict}** | {r.held} | {_cell(r.key)} | {_cell(r.paper)} | "
-            f"{_cell(r.run)} | {r.artefacts} |"
-        )
+        lines += [
+            f"* - {link}",
+            "",
+            f"    **{r.verdict}** ({r.held} headline claims hold)",
+            f"  - **Here:** {_cell(r.key)}",
+            "",
+            f"    **Paper:** {_cell(r.paper)}",
+            f"  - {_cell(r.run)}",
+            "",
+            f"    artefacts {r.artefacts}",
+        ]
+    lines.append(":::")
     if without:
         lines += ["", "Written, without a committed full run yet (the page shows a smoke run):", ""]
         lines += [f"- {{doc}}`../notebooks/{c.id}`" for c in without]

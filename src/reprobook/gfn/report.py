@@ -136,7 +136,7 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         f"({total} mode states); {metrics['n_iterations']} iterations × batch "
         f"{metrics['batch_size']} "
         f"({next(iter(agg.values()))['samples']:,} sampled trajectories) per arm, "
-        f"{metrics['n_seeds']} seed(s)"
+        f"{report.plural(metrics['n_seeds'], 'seed')}"
     )
     modes = "; ".join(f"{row['label']} {_modes(row, total)}" for row in agg.values())
     l1 = "; ".join(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from reprobook import report
 from reprobook.metagrad import study
 from reprobook.metagrad.study import ARM_LABELS, TARGET_LABELS, better
 
@@ -109,7 +110,7 @@ def _paired(cell: dict, name: str = "dpg_minus") -> str:
     text = f"{cell[f'{name}_mean']:+.3f}"
     if n > 1:
         text += f" ± {cell[f'{name}_se']:.3f}, paired t-test p = {cell[f'{name}_p']:.2f}"
-    return text + f"; DPG better in {cell[f'{name}_better']} of {n} seed(s)"
+    return text + f"; DPG better in {cell[f'{name}_better']} of {report.plural(n, 'seed')}"
 
 
 def summary_table(metrics: dict) -> pd.DataFrame:
@@ -175,7 +176,8 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
             f"pretrained on a synthetic Markov language; {s['n_prompts']} prompts × "
             f"{s['n_rollouts']} rollouts of {s['completion_length']} tokens at temperature "
             f"{s['temperature']:g}; GRPO (clip {s['clip_ratio']:g}, KL 0), "
-            f"lr {s['generator_lr']:g}, {s['outer_steps']} outer steps, {seeds} seed(s)"
+            f"lr {s['generator_lr']:g}, {s['outer_steps']} outer steps, "
+            f"{report.plural(seeds, 'seed')}"
         ),
         "target_model": (
             f"TinyGPT, {metrics['setups'][str(metrics['seeds'][0])]['target_parameters']:,} "
@@ -301,7 +303,7 @@ def key_number(metrics: dict) -> str:
         return "the “67” target was not run with DPG"
     return (
         f"held-out “67” pixel accuracy with DPG {_pm(dpg, 'start')} → {_pm(dpg, 'end')} "
-        f"({len(dpg['end'])} seed(s))"
+        f"({report.plural(len(dpg['end']), 'seed')})"
     )
 
 

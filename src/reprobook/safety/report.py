@@ -158,7 +158,9 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     cs = harm_thresholds_in(grid)
     n_ep, n_seeds = metrics["n_episodes"], metrics["n_seeds"]
     findings = {
-        "setting": f"same set-up; {n_ep:,} episodes × {n_seeds} seed(s) per configuration",
+        "setting": (
+            f"same set-up; {n_ep:,} episodes × {report.plural(n_seeds, 'seed')} per configuration"
+        ),
         "threshold": f"{metrics['threshold']:g}, drawn the same way",
     }
     worst = max(max(s["deaths"] for s in _series(grid, c).values()) for c in cs)
