@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -505,7 +506,8 @@ def test_findings_cover_the_anchors_and_note_reads():
     assert len(table) == len(findings)
     assert "not measured" in findings["latency_batch1"]
     note = chapter.reading_notes(metrics)
-    assert "rises" in note and "100.00 %" in note
+    assert "rises" in note and "agrees with the quantized PyTorch model on every pixel" in note
+    assert "at least 100" not in note
     assert report.can_read(chapter, metrics) and not report.can_read(
         chapter, {"metrics_version": 0}
     )
@@ -570,3 +572,29 @@ def test_plots_draw():
     ):
         assert fig.axes
         fig.clf()
+
+
+def test_plot_estimates_gives_identical_estimates_one_line_naming_every_model():
+    def rows(model, scale):
+        return [
+            {"model": model, "reuse_factor": rf, "interval_ms": scale * rf,
+             "latency_ms_low": scale * rf, "latency_ms_high": 2 * scale * rf}
+            for rf in (1, 2, 4)
+        ]  # fmt: skip
+
+    estimates = rows("f4-q4", 1.0) + rows("f8-q4", 1.0) + rows("f8-q8", 3.0)
+    fig = plots.plot_estimates(estimates, {"paper": 2.0})
+    try:
+        labels = fig.axes[0].get_legend_handles_labels()[1]
+        assert labels == ["f4-q4, f8-q4 (estimate, identical)", "f8-q8 (estimate)", "paper"]
+        assert len(fig.axes[0].lines) == 3  # two estimate lines and the paper's
+    finally:
+        plt.close(fig)
+
+
+def test_note_states_partial_agreement_as_a_lower_bound():
+    metrics = _metrics(PAPER_LIKE)
+    next(iter(metrics["bit_accuracy"].values()))["argmax_agreement"] = 0.995
+    metrics["claims"] = chapter.check_claims(metrics)
+    note = chapter.reading_notes(metrics)
+    assert "on at least 99.50 % of pixels" in note and "every pixel" not in note

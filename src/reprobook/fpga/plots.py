@@ -86,35 +86,35 @@ def plot_losses(losses: dict[str, list[float]]) -> plt.Figure:
     return fig
 
 
+_ESTIMATE_KEYS = ("interval_ms", "latency_ms_low", "latency_ms_high")
+
+
 def plot_estimates(estimates: list[dict], paper_ms: dict[str, float] | None = None) -> plt.Figure:
     """Estimated latency per image against reuse factor (band: one image, from full overlap to
-    none; line: streaming interval), with the paper's measured values as horizontal lines."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    models = sorted({e["model"] for e in estimates})
-    for color, model in zip(plotting.colors(len(models)), models, strict=True):
+    none; line: streaming interval), with the paper's measured values as horizontal lines.
+
+    Models whose estimates are identical at every reuse factor (the slowest layer sets the
+    interval) share one line and one legend entry naming them all, so none hides another."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    curves: dict[tuple, list[str]] = {}
+    for model in sorted({e["model"] for e in estimates}):
         rows = sorted(
             (e for e in estimates if e["model"] == model), key=lambda e: e["reuse_factor"]
         )
-        rf = [e["reuse_factor"] for e in rows]
-        ax.plot(
-            rf,
-            [e["interval_ms"] for e in rows],
-            marker="o",
-            color=color,
-            label=f"{model} (estimate)",
+        key = tuple(
+            (e["reuse_factor"], *(float(f"{e[k]:.6g}") for k in _ESTIMATE_KEYS)) for e in rows
         )
-        ax.fill_between(
-            rf,
-            [e["latency_ms_low"] for e in rows],
-            [e["latency_ms_high"] for e in rows],
-            color=color,
-            alpha=0.12,
-        )
+        curves.setdefault(key, []).append(model)
+    for color, (key, models) in zip(plotting.colors(len(curves)), curves.items(), strict=True):
+        rf, interval, low, high = (list(column) for column in zip(*key, strict=True))
+        label = ", ".join(models) + (" (estimate, identical)" if len(models) > 1 else " (estimate)")
+        ax.plot(rf, interval, marker="o", color=color, label=label)
+        ax.fill_between(rf, low, high, color=color, alpha=0.12)
     for (label, value), style in zip((paper_ms or {}).items(), ("--", ":", "-."), strict=False):
         ax.axhline(value, color="black", linestyle=style, label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("reuse factor")
     ax.set_ylabel("ms per image")
-    ax.legend(fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig

@@ -238,10 +238,11 @@ def reading_notes(metrics: dict) -> str:
             )
     low = min(r["argmax_agreement"] for r in metrics["bit_accuracy"].values())
     worst = max(r["max_abs_error"] for r in metrics["bit_accuracy"].values())
+    agreement = "on every pixel" if low == 1.0 else f"on at least {100 * low:.2f} % of pixels"
     lines.append(
-        f"- **Bit accuracy.** Over {len(metrics['bit_accuracy'])} model(s), the C "
-        f"simulation agrees with the quantized PyTorch model on at least "
-        f"{100 * low:.2f} % of pixels; the largest logit difference is {worst:.3g}."
+        f"- **Bit accuracy.** Over {report.plural(len(metrics['bit_accuracy']), 'model')}, the C "
+        f"simulation agrees with the quantized PyTorch model {agreement}; the largest logit "
+        f"difference is {worst:.3g}."
     )
     if not lines[:-1]:
         lines.insert(
