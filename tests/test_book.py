@@ -125,6 +125,24 @@ def test_every_figure_is_numbered_captioned_and_described():
     assert not duplicated, f"figure names used twice: {duplicated}"
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_full_run_tables_are_shown_whole(chapter):
+    """No table cell of the full run's page is cut short by pandas ('...'): the book's style
+    turns truncation off, so a cut cell means a run made before it (re-run the chapter)."""
+    page = publish.book_notebook(chapter)
+    if page is None:
+        pytest.skip("no full run yet")
+    cut = [
+        cell
+        for c in page.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        for cell in re.findall(r"<td[^>]*>([^<]*)</td>", o.get("data", {}).get("text/html", ""))
+        if cell.rstrip().endswith("...")
+    ]
+    assert not cut, f"{chapter.id}: table cells cut by pandas: {cut[:3]}"
+
+
 def test_no_committed_ipynb():
     tracked = subprocess.run(
         ["git", "ls-files", "notebooks/*.ipynb", "book/*.ipynb"],

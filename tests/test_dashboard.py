@@ -44,3 +44,15 @@ def test_a_chapter_without_a_full_run_is_listed_below(fake_root):
     assert dashboard.chapter_row(chapter) is None
     text = dashboard.markdown([chapter])
     assert "without a committed full run" in text and "ch97-none" in text
+
+
+def test_page_text_is_literal_and_an_unjudged_run_reads_plainly(monkeypatch):
+    row = dashboard.Row(
+        chapter="ch98-x", title="A title", verdict="not judged", held="—",
+        key="$a_1$ *bold* `code`", paper="x_1 < 2", run="1 min on cpu: x86_64",
+        artefacts="2026-01-01, current",
+    )  # fmt: skip
+    monkeypatch.setattr(dashboard, "chapter_row", lambda chapter: row)
+    text = dashboard.markdown([object()])
+    assert r"\$a\_1\$ \*bold\* \`code\`" in text and r"x\_1 \< 2" in text
+    assert "**not judged**\n" in text and "— headline" not in text

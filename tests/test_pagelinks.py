@@ -25,9 +25,22 @@ def test_repository_outside_github_says_what_is_expected(tmp_path):
         pagelinks.repository(_root(tmp_path, "ftp://example.org/book"))
 
 
-def test_repository_of_this_checkout_is_its_commit():
-    url, ref = pagelinks.repository()
-    assert url.startswith("https://github.com/") and len(ref) == 40
+def test_repository_ref_is_the_commit_of_a_clean_checkout_else_the_branch(tmp_path):
+    import subprocess
+
+    (tmp_path / "repo").mkdir()
+    root = _root(tmp_path / "repo")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert pagelinks.repository(root) == (URL, sha.strip())
+    (root / "sub").mkdir()
+    _root(root / "sub")  # a book unpacked inside another checkout
+    assert pagelinks.repository(root / "sub") == (URL, "trunk")
+    (root / "edit.txt").write_text("uncommitted")
+    assert pagelinks.repository(root) == (URL, "trunk")
 
 
 def test_run_yourself_links_binder_colab_source_and_artefacts():
@@ -38,7 +51,10 @@ def test_run_yourself_links_binder_colab_source_and_artefacts():
     assert f"({URL}/blob/abc/notebooks/ch99-test.md)" in box
     assert f"({URL}/tree/abc/results/ch99-test/full)" in box
     assert 'make run CH=ch99-test PARAMS="-p profile full"' in box
+    assert f"!git clone -q {URL} && git -C book checkout -q abc && pip install" in box
+    assert "restart the runtime" in box and 'profile = "smoke"' in box
     assert box.startswith(":::{admonition}") and box.endswith(":::")
+    assert sum(line.startswith("- ") for line in box.splitlines()) == 4  # a list, not one line
 
 
 def test_library_calls_finds_called_functions_and_classes_only():
@@ -66,16 +82,33 @@ def test_add_links_puts_the_box_under_the_title_and_the_code_before_the_referenc
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Title"),
         nbformat.v4.new_code_cell("from reprobook import report\nreport.fmt_seconds(1)"),
-        nbformat.v4.new_markdown_cell("## References\n\nbib"),
+        nbformat.v4.new_markdown_cell("## Takeaways\n\n- one\n\n## References\n\nbib"),
     ]
     chapter = Chapter(id="ch99-test", source=repo_root() / "notebooks" / "x.md", title="T")
     pagelinks.add_links(nb, chapter)
     pagelinks.add_links(nb, chapter)  # once only
     sources = [c.source for c in nb.cells]
-    assert len(sources) == 5
+    assert len(sources) == 6
     assert sources[1].startswith(":::{admonition} Run it yourself")
-    assert sources[3].startswith("## Library code") and "report.fmt_seconds" in sources[3]
-    assert sources[4].startswith("## References")
+    assert sources[3] == "## Takeaways\n\n- one\n"
+    assert sources[4].startswith("## Library code") and "report.fmt_seconds" in sources[4]
+    assert sources[5] == "## References\n\nbib"
+
+
+@pytest.mark.parametrize("chapter", find_chapters(), ids=lambda c: c.id)
+def test_library_code_comes_before_the_references_of_every_chapter(chapter):
+    from reprobook.runner import read_notebook
+
+    nb = read_notebook(chapter)
+    pagelinks.add_links(nb, chapter)
+    headings = [
+        line
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for line in c.source.splitlines()
+        if line.startswith("## ")
+    ]
+    assert headings[-2:] == ["## Library code", "## References"]
 
 
 @pytest.mark.parametrize("chapter", find_chapters(), ids=lambda c: c.id)

@@ -18,7 +18,8 @@ def test_use_book_style_runs():
 
 
 def test_book_style_shows_tables_whole():
-    with pd.option_context("display.max_colwidth", 50):
+    defaults = ("display.max_colwidth", 50, "display.max_columns", 20, "display.width", 80)
+    with plt.rc_context(), pd.option_context(*defaults):  # leave other tests' settings alone
         plotting.use_book_style()
         long = "+0.063 ± 0.018, paired t-test p = 0.07; DPG better in 3 of 3 seeds"
         html = pd.DataFrame({"comparison": [long]})._repr_html_()

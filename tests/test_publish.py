@@ -148,6 +148,8 @@ def test_number_figures_splits_a_cell_drawing_several_and_drops_repeats():
     assert all(_is_png(c.outputs[0]) for c in cells[1:3])
     assert cells[0].metadata["tags"] == ["hide-input"]  # the code, folded, once
     assert all(c.metadata["tags"] == ["remove-input"] for c in cells[1:])
+    ids = [c["id"] for c in cells]
+    assert len(set(ids)) == len(ids) and ids[0] == nb.cells[0]["id"]
 
 
 def test_number_figures_mismatch_raises_when_strict_and_leaves_the_cell_otherwise():
@@ -216,8 +218,9 @@ def test_png_width_reads_the_header():
 def test_lay_out_widens_wide_figures_and_folds_long_tables():
     def table(rows):
         body = "".join("<tr><td>x</td></tr>" for _ in range(rows))
+        head = "<thead><tr><th>h</th></tr><tr><th>index name</th></tr></thead>"
         return nbformat.v4.new_output(
-            "execute_result", data={"text/html": f"<table><tr><th>h</th></tr>{body}</table>"}
+            "execute_result", data={"text/html": f"<table>{head}<tbody>{body}</tbody></table>"}
         )
 
     cells = [nbformat.v4.new_code_cell(f"c{i}") for i in range(4)]
@@ -238,3 +241,11 @@ def test_number_figures_accepts_drops_of_repeats_a_newer_run_no_longer_shows():
     nb = _executed([_figure_cell([], [{"drop": True}, {"drop": True}])])
     cells = publish.number_figures(nb).cells
     assert len(cells) == 1 and "reprobook" not in cells[0].metadata
+
+
+def test_stale_banner_goes_under_the_title_once_and_says_why():
+    nb = _executed([nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("x")])
+    publish.add_stale_banner(nb, "code cells changed.")
+    publish.add_stale_banner(nb, "code cells changed.")
+    assert [c.cell_type for c in nb.cells] == ["markdown", "markdown", "code"]
+    assert "stale" in nb.cells[1].source and "code cells changed." in nb.cells[1].source

@@ -76,8 +76,10 @@ def chapter_row(chapter: Chapter) -> Row | None:
 
 
 def _cell(text: str) -> str:
-    """One line of table text."""
-    return " ".join(str(text).split())
+    """One line of table text, shown literally (numbers and names, never markup)."""
+    from reprobook.pagelinks import plain
+
+    return plain(str(text))
 
 
 def markdown(chapters: list[Chapter] | None = None) -> str:
@@ -101,11 +103,13 @@ def markdown(chapters: list[Chapter] | None = None) -> str:
         "  - the run",
     ]
     for r in rows:
-        link = f"{{doc}}`{r.chapter[:4]}: {_cell(r.title)} <../notebooks/{r.chapter}>`"
+        title = " ".join(r.title.split())
+        link = f"{{doc}}`{r.chapter[:4]}: {title} <../notebooks/{r.chapter}>`"
+        held = f" ({r.held} headline claims hold)" if r.held[:1].isdigit() else ""
         lines += [
             f"* - {link}",
             "",
-            f"    **{r.verdict}** ({r.held} headline claims hold)",
+            f"    **{r.verdict}**{held}",
             f"  - **Here:** {_cell(r.key)}",
             "",
             f"    **Paper:** {_cell(r.paper)}",

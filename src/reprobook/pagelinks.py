@@ -6,7 +6,7 @@ Written into each rendered chapter by ``reprobook book`` (never into the MyST so
   jupytext; ``postBuild`` makes that the default viewer), Colab (the committed executed notebook),
   the source, the executed notebook, the artefacts, and the exact command;
 - a folded "Library code" section before the references: every ``reprobook`` function or class
-  the chapter's code cells call, with its first docstring line and a link to its lines in the
+  the chapter's code cells call, with its docstring's first paragraph and a link to its lines in the
   repository (the role ``sphinx.ext.linkcode`` plays for API pages).
 
 Jupyter Book's own launch buttons are off: they link the rendered ``notebooks/<chapter>.ipynb``,
@@ -30,15 +30,25 @@ import yaml
 from reprobook.chapters import Chapter, repo_root
 
 LINKS_TAG = "reprobook-links"
+REFERENCES = re.compile(r"^## References", re.MULTILINE)
 BINDER = "https://mybinder.org/v2/gh"
 COLAB = "https://colab.research.google.com/github"
 
 
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def repository(root: Path | None = None) -> tuple[str, str]:
     """``(url, ref)`` of the book's repository: ``_config.yml``'s ``repository.url``, and the
-    commit being built when it is a git checkout (links then stay right as main moves on), else
-    the configured branch."""
-    root = root or repo_root()
+    commit being built when the book is its own clean git checkout (links then stay right as
+    main moves on); otherwise (a tarball, uncommitted edits, a commit not yet pushed is not
+    detectable) the configured branch."""
+    root = (root or repo_root()).resolve()
     config = yaml.safe_load((root / "_config.yml").read_text()) or {}
     repo = config.get("repository") or {}
     url = str(repo.get("url", "")).rstrip("/")
@@ -46,13 +56,11 @@ def repository(root: Path | None = None) -> tuple[str, str]:
         raise ValueError(
             f"_config.yml repository.url must be a https://github.com/ URL, got {url!r}"
         )
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        sha = ""
-    return url, sha or str(repo.get("branch", "main"))
+    branch = str(repo.get("branch", "main"))
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root or _git(root, "status", "--porcelain") != "":
+        return url, branch
+    return url, _git(root, "rev-parse", "HEAD") or branch
 
 
 def run_yourself(chapter: Chapter, url: str, ref: str) -> str:
@@ -62,18 +70,23 @@ def run_yourself(chapter: Chapter, url: str, ref: str) -> str:
     source = f"notebooks/{chapter.id}.md"
     executed = f"results/{chapter.id}/full/{chapter.id}.ipynb"
     binder = f"{BINDER}/{slug}/{ref}?labpath={quote(source, safe='')}"
+    install = (
+        f"!git clone -q {url} && git -C {name} checkout -q {ref} && pip install -q "
+        f"-c {name}/constraints.txt -r {name}/requirements.txt -e {name}"
+    )
     return "\n".join(
         [
             ":::{admonition} Run it yourself",
             ":class: tip",
-            f"[Binder]({binder}) opens this chapter's source as a notebook (profile `smoke`).",
-            f"[Colab]({COLAB}/{slug}/blob/{ref}/{executed}) opens the executed full run; "
-            f"to re-run it there, first run `!git clone -q {url} && pip install -q -c "
-            f"{name}/constraints.txt -r {name}/requirements.txt -e {name}` in a new cell.",
-            f"Files: [source (MyST)]({url}/blob/{ref}/{source}), "
+            f"- [Binder]({binder}): this chapter's source opened as a notebook, in the `smoke` "
+            "profile (minutes).",
+            f"- [Colab]({COLAB}/{slug}/blob/{ref}/{executed}): the executed full run. "
+            f"To re-run it there, run `{install}` in a new first cell, restart the runtime, and "
+            'set `profile = "smoke"` in the parameters cell unless you have half an hour.',
+            f"- Files: [source (MyST)]({url}/blob/{ref}/{source}), "
             f"[executed notebook]({url}/blob/{ref}/{executed}), "
             f"[artefacts]({url}/tree/{ref}/results/{chapter.id}/full).",
-            f'Locally: `make run CH={chapter.id} PARAMS="-p profile full"`.',
+            f'- Locally: `make run CH={chapter.id} PARAMS="-p profile full"`.',
             ":::",
         ]
     )
@@ -88,8 +101,8 @@ def _reprobook_imports(tree: ast.AST) -> dict[str, str]:
                 names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("reprobook"):
-                    names[alias.asname or alias.name.split(".")[0]] = alias.name
+                if alias.name.startswith("reprobook"):  # import a.b binds a; import a.b as c, c
+                    names[alias.asname or "reprobook"] = alias.name if alias.asname else "reprobook"
     return names
 
 
@@ -201,12 +214,14 @@ def add_links(nb: nbformat.NotebookNode, chapter: Chapter, root: Path | None = N
         return
     cell = nbformat.v4.new_markdown_cell(section)
     cell.metadata["tags"] = [LINKS_TAG]
-    references = next(
-        (
-            i
-            for i, c in enumerate(nb.cells)
-            if c.cell_type == "markdown" and c.source.lstrip().startswith("## References")
-        ),
-        len(nb.cells),
-    )
-    nb.cells.insert(references, cell)
+    for i, existing in enumerate(nb.cells):
+        found = REFERENCES.search(existing.source) if existing.cell_type == "markdown" else None
+        if found is None:
+            continue
+        before, after = existing.source[: found.start()], existing.source[found.start() :]
+        existing.source = after
+        nb.cells.insert(i, cell)
+        if before.strip():
+            nb.cells.insert(i, nbformat.v4.new_markdown_cell(before.rstrip() + "\n"))
+        return
+    nb.cells.append(cell)

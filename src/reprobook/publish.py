@@ -128,6 +128,29 @@ def add_banner(nb: nbformat.NotebookNode, profile: str) -> nbformat.NotebookNode
     return nb
 
 
+STALE_BANNER = (
+    ":::{{warning}}\n"
+    "**The full run shown here is stale.**\n"
+    "Its behaviour fingerprint no longer matches the chapter's code cells or environment, so the "
+    "outputs below may come from code that has since changed: {why}\n"
+    ":::"
+)
+STALE_TAG = "reprobook-stale"
+
+
+def add_stale_banner(nb: nbformat.NotebookNode, why: str) -> nbformat.NotebookNode:
+    """Say under the title (once) that the full run rendered is stale, and why."""
+    if tagged(nb, STALE_TAG):
+        return nb
+    banner = nbformat.v4.new_markdown_cell(STALE_BANNER.format(why=why))
+    banner.metadata["tags"] = [STALE_TAG]
+    first_heading = next(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "# " in c.source), -1
+    )
+    nb.cells.insert(first_heading + 1, banner)
+    return nb
+
+
 def finish_executed(path: Path, profile: str) -> nbformat.NotebookNode:
     """Post-process an executed notebook in place: parameters as run, a banner unless full."""
     nb = nbformat.read(path, as_version=4)
@@ -280,6 +303,8 @@ def number_figures(nb: nbformat.NotebookNode, strict: bool = True) -> nbformat.N
         for i, (outputs, spec) in enumerate(pieces):
             piece = copy.deepcopy(cell)
             piece.outputs = outputs
+            if i > 0 and "id" in piece:
+                piece["id"] = f"{cell['id']}-{i}"  # unique, and the same on every build
             piece.metadata.pop("reprobook", None)
             if i > 0:
                 tags = [t for t in _tags(piece) if t != "hide-input"]
@@ -312,6 +337,12 @@ def _add_tag(cell: Any, tag: str) -> None:
         _tags(cell).append(tag)
 
 
+def _body_rows(html: str) -> int:
+    """Rows of the tables' bodies in an HTML output (header rows, however many, not counted)."""
+    bodies = re.findall(r"<tbody.*?</tbody>", html, flags=re.DOTALL)
+    return sum(body.count("<tr") for body in bodies) if bodies else html.count("<tr")
+
+
 def lay_out(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Figures wider than the text column take the page's full width (``full-width``), so their
     text is not shrunk; a table of more than ``LONG_TABLE_ROWS`` rows in a cell without figures is
@@ -325,9 +356,9 @@ def lay_out(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if images:
             continue
         rows = max(
-            (o.get("data", {}).get("text/html", "").count("<tr") for o in cell.outputs), default=0
+            (_body_rows(o.get("data", {}).get("text/html", "")) for o in cell.outputs), default=0
         )
-        if rows > LONG_TABLE_ROWS + 1:  # the header row
+        if rows > LONG_TABLE_ROWS:
             _add_tag(cell, "hide-output")
     return nb
 

@@ -360,12 +360,17 @@ def prepare_book(
     results dashboard (``reprobook.dashboard``) from the committed artefacts. Returns the
     chapters that failed.
     """
+    from reprobook import results as results_mod
     from reprobook.chapters import find_chapters
 
     failed = []
     for chapter in find_chapters():
         merged = None if profile else publish.book_notebook(chapter)
         if merged is not None:
+            loaded = results_mod.load_results(chapter.id, "full")
+            if loaded.status == "stale":
+                publish.add_stale_banner(merged, loaded.message)
+                print(f"[reprobook] {chapter.id}: the full run is stale", file=sys.stderr)
             _write_page(chapter, merged, strict=True)
             if not quiet:
                 print(f"[reprobook] {chapter.id}: the committed full run", flush=True)
