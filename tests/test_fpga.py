@@ -598,3 +598,12 @@ def test_note_states_partial_agreement_as_a_lower_bound():
     metrics["claims"] = chapter.check_claims(metrics)
     note = chapter.reading_notes(metrics)
     assert "on at least 99.50 % of pixels" in note and "every pixel" not in note
+
+
+def test_estimate_table_is_headed_in_words():
+    from reprobook.results import load_results
+
+    frame = chapter.estimate_frame(load_results("ch13-enet-fpga-hls4ml", "full").metrics)
+    assert list(frame.index.names) == ["model", "reuse factor"]
+    assert "interval [ms]" in frame.columns
+    assert not [c for c in frame.columns if "_" in c]

@@ -119,21 +119,25 @@ def bit_accuracy_table(metrics: dict):
     return pd.DataFrame(rows).set_index("model")
 
 
+ESTIMATE_COLUMNS = {  # metrics key -> table header (units in brackets)
+    "multipliers": "multipliers",
+    "dsp_fraction_upper": "DSP share (upper bound)",
+    "weight_kbit": "weights [kbit]",
+    "bram_fraction": "BRAM share",
+    "bram_fraction_default_fifos": "BRAM share, default FIFOs",
+    "interval_ms": "interval [ms]",
+    "latency_ms_low": "latency, full overlap [ms]",
+    "latency_ms_high": "latency, no overlap [ms]",
+}
+
+
 def estimate_frame(metrics: dict):
+    """The resource and latency estimates per model and reuse factor, headed in words."""
     frame = pd.DataFrame(metrics["estimates"])
-    keep = [
-        "model",
-        "reuse_factor",
-        "multipliers",
-        "dsp_fraction_upper",
-        "weight_kbit",
-        "bram_fraction",
-        "bram_fraction_default_fifos",
-        "interval_ms",
-        "latency_ms_low",
-        "latency_ms_high",
-    ]
-    return frame[keep].set_index(["model", "reuse_factor"])
+    frame = frame[["model", "reuse_factor", *ESTIMATE_COLUMNS]].rename(
+        columns={**ESTIMATE_COLUMNS, "reuse_factor": "reuse factor"}
+    )
+    return frame.set_index(["model", "reuse factor"])
 
 
 def _precision_label(bits: int | None, short: bool = True) -> str:
