@@ -125,7 +125,24 @@ def test_every_figure_is_numbered_captioned_and_described():
     assert not duplicated, f"figure names used twice: {duplicated}"
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+# Full runs made before the book's style turned pandas' truncation off, not re-run yet (each
+# needs close to its 30-minute budget); strict, so a re-run that fixes one fails until removed.
+CUT_TABLES_UNTIL_RERUN = {"ch02-compositionality-id", "ch08-meta-flow-matching"}
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    [
+        pytest.param(
+            c,
+            marks=pytest.mark.xfail(
+                c.id in CUT_TABLES_UNTIL_RERUN, strict=True, reason="run before the book style"
+            ),
+        )
+        for c in CHAPTERS
+    ],
+    ids=IDS,
+)
 def test_full_run_tables_are_shown_whole(chapter):
     """No table cell of the full run's page is cut short by pandas ('...'): the book's style
     turns truncation off, so a cut cell means a run made before it (re-run the chapter)."""
