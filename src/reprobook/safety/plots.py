@@ -31,8 +31,8 @@ def _degenerate(row: dict) -> str:
     stopped = [cell["stopped"] for cell in cells if "stopped" in cell]
     if not stopped or float(np.median(stopped)) < DEGENERATE:
         return ""
-    return (
-        f"\ndegenerate: the Bayesian guardrails refuse in {min(stopped):.0%}-{max(stopped):.0%} "
+    return (  # two short lines: a long one runs into the next panel's title
+        f"\ndegenerate: Bayesian guardrails refuse\nin {min(stopped):.0%}-{max(stopped):.0%} "
         "of episodes"
     )
 
