@@ -2,12 +2,13 @@
 
 Written into each rendered chapter by ``reprobook book`` (never into the MyST source):
 
-- a "Run it yourself" box under the title: Binder (the MyST source opened as a notebook through
-  jupytext; ``postBuild`` makes that the default viewer), Colab (the committed executed notebook),
-  the source, the executed notebook, the artefacts, and the exact command;
+- a "Run it yourself" box after the page's opening cell (title, citation, At a glance):
+  Binder (the MyST source opened as a notebook through jupytext; ``postBuild`` makes that the
+  default viewer), Colab (the committed executed notebook), the source, the executed notebook,
+  the artefacts, and the exact command;
 - a folded "Library code" section before the references: every ``reprobook`` function or class
-  the chapter's code cells call, with its docstring's first paragraph and a link to its lines in the
-  repository (the role ``sphinx.ext.linkcode`` plays for API pages).
+  the chapter's code cells call, with its docstring's first paragraph and a link to its lines in
+  the repository (the role ``sphinx.ext.linkcode`` plays for API pages).
 
 Jupyter Book's own launch buttons are off: they link the rendered ``notebooks/<chapter>.ipynb``,
 which is generated and not in the repository.
@@ -198,8 +199,8 @@ def library_section(cells: list[str], url: str, ref: str) -> str | None:
 
 
 def add_links(nb: nbformat.NotebookNode, chapter: Chapter, root: Path | None = None) -> None:
-    """Put the "Run it yourself" box under the title and the library section before the
-    references (once; the cells carry ``LINKS_TAG``)."""
+    """Put the "Run it yourself" box after the cell holding the title (with the citation and At a
+    glance) and the library section before the references (once; the cells carry ``LINKS_TAG``)."""
     if any(LINKS_TAG in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         return
     url, ref = repository(root)
