@@ -52,7 +52,7 @@ def test_run_yourself_links_binder_colab_source_and_artefacts():
     assert f"({URL}/tree/abc/results/ch99-test/full)" in box
     assert 'make run CH=ch99-test PARAMS="-p profile full"' in box
     assert f"!git clone -q {URL} && git -C book checkout -q abc && pip install" in box
-    assert "restart the runtime" in box and 'profile = "smoke"' in box
+    assert "restart the runtime" in box and '`profile` to `"smoke"`' in box
     assert box.startswith(":::{admonition}") and box.endswith(":::")
     assert sum(line.startswith("- ") for line in box.splitlines()) == 4  # a list, not one line
 

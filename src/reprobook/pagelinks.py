@@ -83,7 +83,7 @@ def run_yourself(chapter: Chapter, url: str, ref: str) -> str:
             "profile (minutes).",
             f"- [Colab]({COLAB}/{slug}/blob/{ref}/{executed}): the executed full run. "
             f"To re-run it there, run `{install}` in a new first cell, restart the runtime, and "
-            'set `profile = "smoke"` in the parameters cell unless you have half an hour.',
+            'set the parameters cell\'s `profile` to `"smoke"` unless you have half an hour.',
             f"- Files: [source (MyST)]({url}/blob/{ref}/{source}), "
             f"[executed notebook]({url}/blob/{ref}/{executed}), "
             f"[artefacts]({url}/tree/{ref}/results/{chapter.id}/full).",
