@@ -115,17 +115,22 @@ def show_parameters_as_run(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def add_banner(nb: nbformat.NotebookNode, profile: str) -> nbformat.NotebookNode:
-    """Put the smoke-run warning right under the chapter's title (once)."""
-    if tagged(nb, BANNER_TAG):
+def _under_title(nb: nbformat.NotebookNode, text: str, tag: str) -> nbformat.NotebookNode:
+    """Insert a Markdown cell carrying ``tag`` right under the chapter's title, once."""
+    if tagged(nb, tag):
         return nb
-    banner = nbformat.v4.new_markdown_cell(SMOKE_BANNER.format(profile=profile))
-    banner.metadata["tags"] = [BANNER_TAG]
+    banner = nbformat.v4.new_markdown_cell(text)
+    banner.metadata["tags"] = [tag]
     first_heading = next(
         (i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "# " in c.source), -1
     )
     nb.cells.insert(first_heading + 1, banner)
     return nb
+
+
+def add_banner(nb: nbformat.NotebookNode, profile: str) -> nbformat.NotebookNode:
+    """Put the smoke-run warning right under the chapter's title (once)."""
+    return _under_title(nb, SMOKE_BANNER.format(profile=profile), BANNER_TAG)
 
 
 STALE_BANNER = (
@@ -140,15 +145,7 @@ STALE_TAG = "reprobook-stale"
 
 def add_stale_banner(nb: nbformat.NotebookNode, why: str) -> nbformat.NotebookNode:
     """Say under the title (once) that the full run rendered is stale, and why."""
-    if tagged(nb, STALE_TAG):
-        return nb
-    banner = nbformat.v4.new_markdown_cell(STALE_BANNER.format(why=why))
-    banner.metadata["tags"] = [STALE_TAG]
-    first_heading = next(
-        (i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "# " in c.source), -1
-    )
-    nb.cells.insert(first_heading + 1, banner)
-    return nb
+    return _under_title(nb, STALE_BANNER.format(why=why), STALE_TAG)
 
 
 def finish_executed(path: Path, profile: str) -> nbformat.NotebookNode:
