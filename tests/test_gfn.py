@@ -355,10 +355,10 @@ def _sample(gflownet, env, n, seed=0):
     return Sampler(gflownet.pf).sample_trajectories(env, n=n)
 
 
-def _hand_log_probs(gflownet, trajectories, height):
+def _hand_log_probs(gflownet, trajectories, height, official=False):
     """log P_F (masked softmax of the MLP on one-hot coordinates; on the edge only "exit") and
-    log P_B (uniform over each child's parents that are off the edge) of every trajectory,
-    summed along its path."""
+    log P_B (uniform over each child's parents that are off the edge; ``official``: over every
+    coordinate above 0, as the official trainer) of every trajectory, summed along its path."""
     states = trajectories.states.tensor
     actions = trajectories.actions.tensor[..., 0]
     ndim = states.shape[-1]
@@ -379,7 +379,8 @@ def _hand_log_probs(gflownet, trajectories, height):
                 assert int((child - x).abs().sum()) == 1
                 parents = [child - torch.eye(ndim, dtype=child.dtype)[i] for i in range(ndim)]
                 n_valid = sum(
-                    int(child[i] > 0 and not (p == height - 1).any()) for i, p in enumerate(parents)
+                    int(child[i] > 0 and (official or not (p == height - 1).any()))
+                    for i, p in enumerate(parents)
                 )
                 pb -= math.log(n_valid)
             else:
@@ -409,6 +410,41 @@ def test_backward_policy_is_uniform_over_valid_parents():
     torch.testing.assert_close(log_pb.sum(0), hand_pb, atol=1e-5, rtol=0)
     torch.testing.assert_close(log_pf.sum(0), hand_pf, atol=1e-5, rtol=0)
     assert (hand_pb < 0).any()  # some trajectory has a step with two valid parents
+
+
+def test_official_log_pb_shift_hand_cases():
+    states = torch.tensor([[0, 15], [3, 15], [3, 15, 2][:2], [15, 0], [2, 3], [0, 0], [1, 14]])
+    shift = grid.official_log_pb_shift(states, 16)
+    expected = [0.0, -math.log(2), -math.log(2), 0.0, 0.0, 0.0, 0.0]
+    torch.testing.assert_close(shift, torch.tensor(expected))
+    three = grid.official_log_pb_shift(torch.tensor([[4, 15, 1], [4, 15, 0]]), 16)
+    torch.testing.assert_close(three, torch.tensor([-math.log(3), -math.log(2)]))
+    with pytest.raises(ValueError, match="batch, d"):
+        grid.official_log_pb_shift(torch.tensor([1, 15]), 16)
+    with pytest.raises(ValueError, match="must lie in"):
+        grid.official_log_pb_shift(torch.tensor([[1, 16]]), 16)
+
+
+def test_official_shift_turns_our_log_pb_into_the_official_one():
+    env = grid.make_deceptive_grid(3, 8)
+    gflownet = training.build_tb_gflownet(env, hidden_dim=16)
+    ends = torch.tensor([[3, 7, 1], [7, 5, 0], [0, 7, 0], [2, 2, 2], [7, 1, 1], [0, 0, 4]])
+    torch.manual_seed(0)  # trajectories into these ends, drawn backwards as the replay buffer's
+    backward = Sampler(gflownet.pb).sample_trajectories(env, states=env.States(ends))
+    trajectories = backward.reverse_backward_trajectories()
+    assert torch.equal(trajectories.terminating_states.tensor, ends)
+    _, official_pb = _hand_log_probs(gflownet, trajectories, 8, official=True)
+    with torch.no_grad():
+        _, log_pb = gflownet.get_pfs_and_pbs(trajectories, recalculate_all_logprobs=True)
+    shift = grid.official_log_pb_shift(ends, 8)
+    torch.testing.assert_close(shift[:3], -torch.log(torch.tensor([3.0, 2.0, 1.0])))
+    torch.testing.assert_close(log_pb.sum(0) + shift, official_pb, atol=1e-5, rtol=0)
+    assert not torch.allclose(log_pb.sum(0), official_pb)  # the two conventions do differ
+
+
+def test_backward_setting_is_checked():
+    with pytest.raises(ValueError, match="backward must be one of official, valid"):
+        TrainSettings(n_iterations=1, backward="learned")
 
 
 def test_tb_step_returns_the_residual_before_the_update():
@@ -580,11 +616,13 @@ def test_train_arm_rejects_unknown_arm(tiny_env):
 
 def test_resolve_config_profiles():
     smoke = study.resolve_config("smoke")
-    assert (smoke.ndim, smoke.height, smoke.arms, smoke.n_seeds) == (2, 16, ["tb", "teacher"], 1)
-    assert smoke.batch_size == 16 and smoke.C == 19.0
+    assert (smoke.ndim, smoke.height, smoke.arms, smoke.n_seeds) == (3, 16, ["tb", "teacher"], 2)
+    assert smoke.batch_size == 16 and smoke.C == 19.0 and smoke.workers == 2
     full = study.resolve_config("full", n_seeds=2, epsilon=0.05)
     assert full.arms == list(ARMS) and full.n_seeds == 2 and full.epsilon == 0.05
-    assert (full.ndim, full.height) == (4, 16)
+    assert (full.ndim, full.height, full.n_iterations) == (4, 16, 6000)  # the official budget
+    short = study.resolve_config("short")
+    assert (short.ndim, short.height, short.n_iterations, short.n_seeds) == (4, 16, 1500, 3)
     assert study.resolve_config("smoke", height=None).height == 16
 
 
@@ -598,6 +636,7 @@ def test_resolve_config_profiles():
         ("smoke", {"map_arms": ["x"]}, "map_arms must be"),
         ("smoke", {"height": 3}, "height must be"),
         ("smoke", {"height": 65}, "height must be"),
+        ("smoke", {"workers": 0}, "workers must be"),
         ("smoke", {"map_height": 4}, "map_height must be"),
         ("smoke", {"epsilon": 2.0}, "epsilon must be"),
         ("smoke", {"C": -1.0}, "C must be"),
@@ -658,8 +697,8 @@ def test_mode_discovery_rejects_no_seeds():
 
 def test_run_all_tiny(one_torch_thread):
     config = study.resolve_config(
-        "smoke", height=8, n_iterations=10, eval_samples=100, map_height=8, map_iterations=10,
-        map_arms=["teacher"], hidden_dim=8,
+        "smoke", ndim=2, height=8, n_iterations=10, eval_samples=100, map_height=8,
+        map_iterations=10, map_arms=["teacher"], hidden_dim=8, workers=1,
     )  # fmt: skip
     metrics = study.run_all(config, [0], progress=False)
     assert set(metrics["runs"]) == {"tb", "teacher"} and len(metrics["runs"]["tb"]) == 1
@@ -676,6 +715,23 @@ def test_run_all_tiny(one_torch_thread):
     assert metrics["claims"]["equal_samples"]
 
 
+def test_runs_in_worker_processes_match_runs_in_this_process(one_torch_thread):
+    config = study.resolve_config(
+        "smoke", ndim=2, height=8, n_iterations=12, eval_samples=100, hidden_dim=8, workers=1,
+    )  # fmt: skip
+    inline = study.mode_discovery(config, [0, 1], progress=False)
+    pooled = study.mode_discovery(dict_config(config, workers=2), [0, 1], progress=False)
+    for arm in config.arms:
+        assert [r["seed"] for r in pooled[arm]] == [0, 1]
+        for a, b in zip(inline[arm], pooled[arm], strict=True):
+            same = {k: v for k, v in a.items() if k not in ("seconds", "ms_per_iteration")}
+            assert same == {k: v for k, v in b.items() if k not in ("seconds", "ms_per_iteration")}
+
+
+def dict_config(config, **changes):
+    return type(config)({**config, **changes})
+
+
 # --------------------------------------------------------------------------------------------
 # study.aggregate and the report (claims, notes, tables, prose numbers) on hand-made metrics
 # --------------------------------------------------------------------------------------------
@@ -689,6 +745,7 @@ def fake_run(arm, seed, modes_found, l1_mean=1e-3, eval_modes=2, samples=(16, 32
         train_l1={"mean": l1_mean, "sum": l1_mean * 255},
         eval_l1={"mean": 2 * l1_mean, "sum": 2 * l1_mean * 255},
         eval_modes=eval_modes, seconds=1.5, iterations=3, modes_at_equal_steps=modes_found[-1],
+        student_modes=modes_found[-1] - (2 if arm == "teacher" else 0),
     )  # fmt: skip
     return run.summary()
 
@@ -742,7 +799,8 @@ def test_aggregate_hand_case(teacher_wins):
     assert tb["train_l1_mean_se"] == pytest.approx(1e-3)  # std 1.414e-3 / sqrt 2
     assert tb["eval_l1_mean"] == pytest.approx(4e-3)
     assert tb["eval_l1_sum"] == pytest.approx(4e-3 * 255)
-    assert teacher["eval_modes"] == 5.0
+    assert teacher["eval_modes"] == 5.0 and teacher["eval_modes_per_seed"] == [4, 6]
+    assert teacher["student_modes"] == 5.5 and teacher["student_modes_per_seed"] == [4, 7]
     assert tb["ms_per_iteration"] == pytest.approx(500.0)
     assert tb["samples"] == 48
 
@@ -758,31 +816,33 @@ def test_check_claims_when_teacher_wins(teacher_wins):
         "curves_monotone": True,
         "l1_conventions_agree": True,
         "equal_samples": True,
-        "teacher_ge_tb": True,
-        "teacher_ge_tb_eps": True,
-        "teacher_ge_every_baseline": True,
-        "teacher_gt_every_baseline": True,
-        "teacher_ge_every_baseline_at_equal_steps": True,
+        "teacher_beats_tb": True,  # 6 > 3 and 9 > 2
+        "teacher_beats_tb_eps": True,  # 6 > 4 and 9 > 2
+        "student_beats_tb_fresh": True,  # 4 > 2 and 6 > 2 fresh modes
     }
 
 
 def test_check_claims_when_teacher_loses_to_a_baseline(teacher_loses):
     claims = teacher_loses["claims"]
-    assert claims["teacher_ge_tb"] is True  # 4.5 >= 2.5
-    assert claims["teacher_ge_every_baseline"] is False  # 4.5 < 6.5 (PRT)
-    assert claims["teacher_gt_every_baseline"] is False
+    assert claims["teacher_beats_tb"] is True  # 4 > 3 and 5 > 2
+    assert claims["teacher_beats_tb_prt"] is False  # 4 < 7
+    assert claims["teacher_beats_tb_prt_at_equal_steps"] is False
+    assert claims["student_beats_tb_fresh"] is False  # 2 = 2 fresh modes
     assert claims["curves_monotone"] and claims["equal_samples"]
 
 
-def test_check_claims_ties_are_ge_but_not_gt():
-    metrics = fake_metrics(
-        {
-            "tb": [fake_run("tb", 0, [1, 2, 3])],
-            "teacher": [fake_run("teacher", 0, [1, 3, 3])],
-        }
-    )
-    assert metrics["claims"]["teacher_ge_every_baseline"] is True
-    assert metrics["claims"]["teacher_gt_every_baseline"] is False
+def test_check_claims_need_every_seed_and_pair_by_seed():
+    runs = {
+        "tb": [fake_run("tb", 1, [1, 2, 3]), fake_run("tb", 0, [1, 1, 8])],
+        "teacher": [fake_run("teacher", 0, [1, 3, 9]), fake_run("teacher", 1, [1, 3, 3])],
+    }
+    metrics = fake_metrics(runs)  # seed 0: 9 > 8; seed 1: a tie, so not "more in every seed"
+    assert metrics["claims"]["teacher_beats_tb"] is False
+    assert chapter.per_seed(metrics, "tb", "final_modes") == [8, 3]  # sorted by seed
+    runs["teacher"][1] = fake_run("teacher", 1, [1, 3, 4])
+    assert fake_metrics(runs)["claims"]["teacher_beats_tb"] is True
+    paired = chapter.comparison(fake_metrics(runs), "tb")
+    assert paired.diffs == (1.0, 1.0) and paired.wins == 2
 
 
 def test_check_claims_sanity_failures(teacher_wins):
@@ -805,8 +865,8 @@ def test_check_claims_without_teacher_has_only_sanity_claims():
     metrics = fake_metrics({"tb": [fake_run("tb", 0, [1, 2, 3])]})
     assert set(metrics["claims"]) == {"curves_monotone", "l1_conventions_agree", "equal_samples"}
     metrics = fake_metrics({"teacher": [fake_run("teacher", 0, [1, 2, 3])]})
-    assert "teacher_ge_tb" not in metrics["claims"]
-    assert "teacher_ge_every_baseline" not in metrics["claims"]
+    assert "teacher_beats_tb" not in metrics["claims"]
+    assert "student_beats_tb_fresh" not in metrics["claims"]
 
 
 def test_can_read(teacher_wins):
@@ -818,19 +878,23 @@ def test_can_read(teacher_wins):
 
 def test_reading_notes_when_teacher_wins(teacher_wins):
     notes = chapter.reading_notes(teacher_wins)
-    assert "**holds**" in notes and "does not hold" not in notes
+    assert "paired by seed over 2 seeds" in notes
     assert (
-        "- Teacher vs TB: 7.5 against 2.5 of 9 mode states (difference +5.0, ± 1.6 standard "
-        "error over 2 seeds)."
+        "- Teacher vs TB: 7.5 against 2.5 of 9 mode states; teacher − TB, paired by seed: "
+        "+5.0 ± 2.0, one-sided paired t-test p = 0.12; more in 2 of 2."
     ) in notes
     assert "Teacher vs TB + ε-greedy: 7.5 against 3.0 of 9" in notes
+    assert "its student's own batches found 5.5" in notes
+    assert "the curriculum reached the amortized sampler" in notes
     assert "The lowest eval L1 is TB + ε-greedy's (0.002 mean over 255 terminal states)" in notes
 
 
 def test_reading_notes_when_teacher_loses(teacher_loses):
     notes = chapter.reading_notes(teacher_loses)
-    assert "**does not hold**" in notes
-    assert "Teacher vs TB + PRT buffer: 4.5 against 6.5 of 9 mode states (difference -2.0" in notes
+    assert (
+        "Teacher vs TB + PRT buffer: 4.5 against 6.5 of 9 mode states; teacher − TB + PRT" in notes
+    )
+    assert "the teacher's extra modes did not become the student's" in notes
 
 
 def test_results_table(teacher_wins):
@@ -842,15 +906,16 @@ def test_results_table(teacher_wins):
     assert table.loc["TB", "eval L1, mean (×1e-5)"] == "400.000 ± 200.000"
     assert table.loc["TB", "eval L1, sum"] == "1.020 ± 0.510"
     assert table.loc["TB", "train L1, sum"] == "0.510"
-    assert table.loc["Teacher", "modes in eval samples"] == "5.0"
+    assert table.loc["Teacher", "modes in eval samples (per seed)"] == "4/6"
+    assert table.loc["Teacher", "modes in the student's own batches"] == "5.5"
     assert table.loc["TB", "ms / iteration"] == "500"
 
 
 def test_miniature_findings(teacher_wins, teacher_loses):
     found = chapter.miniature_findings(teacher_wins)
     assert found["main_claim"] == (
-        "modes found at equal samples, mean over seeds: teacher ≥ TB: yes; "
-        "teacher ≥ TB + ε-greedy: yes"
+        "modes found at equal samples, in every seed: teacher > TB: yes; "
+        "teacher > TB + ε-greedy: yes; the teacher-guided student's own fresh samples > TB's: yes"
     )
     assert "d = 2, H = 16" in found["grid_setting"]
     assert "(9 mode states); 3 iterations" in found["grid_setting"]
@@ -861,8 +926,8 @@ def test_miniature_findings(teacher_wins, teacher_loses):
     assert found["settings"].startswith("C = 19, α = 0, ε = 0.01")
     lost = chapter.miniature_findings(teacher_loses)
     assert lost["main_claim"] == (
-        "modes found at equal samples, mean over seeds: teacher ≥ TB: yes; "
-        "teacher ≥ TB + PRT buffer: no"
+        "modes found at equal samples, in every seed: teacher > TB: yes; "
+        "teacher > TB + PRT buffer: no; the teacher-guided student's own fresh samples > TB's: no"
     )
 
 
@@ -887,7 +952,7 @@ def test_report_and_study_follow_the_chapter_protocols():
 def test_claims_are_all_described(teacher_wins, teacher_loses):
     for metrics in (teacher_wins, teacher_loses):
         assert set(metrics["claims"]) <= set(chapter.CLAIMS)
-    every_arm = {f"teacher_ge_{arm}" for arm in training.ARMS if arm != "teacher"}
+    every_arm = {f"teacher_beats_{arm}" for arm in training.ARMS if arm != "teacher"}
     assert every_arm <= set(chapter.CLAIMS)
 
 
@@ -998,3 +1063,78 @@ def test_sampled_trajectories_respect_the_stopping_rule(one_torch_thread):
     backward = Sampler(gflownet.pb).sample_trajectories(env, states=edge)
     scores = gflownet.get_scores(backward.reverse_backward_trajectories())
     assert torch.isfinite(scores).all()
+
+
+# --------------------------------------------------------------------------------------------
+# against the official code
+# --------------------------------------------------------------------------------------------
+
+OFFICIAL = {
+    "repository": "alstn12088/adaptive-teacher", "commit": "8cfcb22", "script": "grid/trainer.py",
+    "backward_study": {
+        "n_iterations": 1500,
+        "rows": [
+            {"code": "official", "backward": "official", "backward_label": "every coordinate",
+             "modes_per_seed": [10, 12]},
+            {"code": "official", "backward": "valid", "backward_label": "valid parents",
+             "modes_per_seed": [6, 8]},
+            {"code": "this book", "backward": "official", "backward_label": "every coordinate",
+             "modes_per_seed": [11, 11]},
+            {"code": "this book", "backward": "valid", "backward_label": "valid parents",
+             "modes_per_seed": [7, 7]},
+        ],
+    },
+    "student_fresh_check": {
+        "n_iterations": 3, "eval_samples": 20000,
+        "rows": [
+            {"arm": "teacher", "modes_per_seed": [9, 8], "fresh_modes_per_seed": [0, 1]},
+            {"arm": "tb", "modes_per_seed": [3, 2], "fresh_modes_per_seed": [4, 2]},
+        ],
+    },
+    "reference_runs": {
+        "n_iterations": 3,
+        "rows": [
+            {"arm": "teacher", "modes_per_seed": [5, 7]},
+            {"arm": "tb", "modes_per_seed": [1, 2]},
+        ],
+    },
+}  # fmt: skip
+
+
+def test_official_backward_table_hand_case():
+    table = chapter.official_backward_table(OFFICIAL)
+    assert table.loc[("official", "every coordinate"), "modes found, per seed"] == "10/12"
+    assert table.loc[("official", "every coordinate"), "mean ± SE"] == "11.0 ± 1.0"
+    assert table.loc[("this book", "valid parents"), "mean ± SE"] == "7.0 ± 0.0"
+    assert len(table) == 4
+
+
+def test_official_reference_table_puts_each_arm_beside_this_run(teacher_wins):
+    table = chapter.official_reference_table(OFFICIAL, teacher_wins)
+    assert list(table.index) == [
+        ("Teacher", "official"),
+        ("Teacher", "this book"),
+        ("TB", "official"),
+        ("TB", "this book"),
+    ]
+    assert table.loc[("Teacher", "this book"), "modes found, per seed"] == "6/9"
+    assert table.loc[("TB", "official"), "mean ± SE"] == "1.5 ± 0.5"
+
+
+def test_official_notes_pool_both_codes_and_judge_the_gap():
+    notes = chapter.official_notes(OFFICIAL)
+    # official P_B: 10, 12, 11, 11 -> 11.0 ± 0.4; valid: 6, 8, 7, 7 -> 7.0 ± 0.4
+    assert "1,500 iterations, the teacher arm, 4 runs each" in notes
+    assert "finds 11.0 ± 0.4 modes and the valid one 7.0 ± 0.4: a difference of +4.0 ± 0.6" in notes
+    assert "the backward policy accounts for the gap" in notes
+    close = copy.deepcopy(OFFICIAL)
+    close["backward_study"]["rows"][1]["modes_per_seed"] = [12, 10]
+    close["backward_study"]["rows"][3]["modes_per_seed"] = [11, 10]
+    assert "seed noise cannot be ruled out" in chapter.official_notes(close)
+
+
+def test_official_fresh_table_hand_case():
+    table = chapter.official_fresh_table(OFFICIAL)
+    assert list(table.index) == ["Teacher", "TB"]
+    assert table.loc["Teacher", "modes among 20,000 fresh student samples, per seed"] == "0/1"
+    assert table.loc["TB", "modes found in training, per seed"] == "3/2"

@@ -33,6 +33,21 @@ def test_paired_matches_scipy_and_counts_wins():
         report.paired([1.0], [1.0, 2.0])
 
 
+def test_paired_one_sided_p_values_match_scipy():
+    a, b = [3.0, 5.0, 4.0], [1.0, 1.0, 2.0]
+    result = report.paired(a, b)
+    assert result.p_higher == pytest.approx(stats.ttest_rel(a, b, alternative="greater").pvalue)
+    assert result.p_lower == pytest.approx(stats.ttest_rel(a, b, alternative="less").pvalue)
+    reverse = report.paired(b, a)
+    assert reverse.p_higher == pytest.approx(result.p_lower)
+    text = result.higher_text(1, word="more")
+    assert text.startswith("+2.7 ± 0.7, one-sided paired t-test p = ") and text.endswith(
+        "; more in 3 of 3"
+    )
+    assert report.paired([2.0], [1.0]).higher_text(1) == "+1.0; higher in 1 of 1"
+    assert report.paired([2.0], [1.0]).p_higher is None
+
+
 def test_paired_p_edge_cases():
     assert report.paired_p([0.1]) is None
     assert report.paired_p([0.0, 0.0]) == 1.0

@@ -58,3 +58,23 @@ def test_configure_threads_refuses_zero():
 def test_pick_and_describe_device():
     assert runtime.pick_device(prefer_gpu=False) == torch.device("cpu")
     assert runtime.describe_device("cpu").startswith("cpu:")
+
+
+def _seeded_draw(seed: int, n: int) -> list[float]:
+    torch.manual_seed(seed)
+    return [torch.get_num_threads(), *torch.rand(n).tolist()]
+
+
+def test_map_processes_keeps_order_and_matches_the_inline_run():
+    jobs = [(0, 3), (1, 2), (2, 4)]
+    inline = runtime.map_processes(_seeded_draw, jobs, workers=1)
+    pooled = runtime.map_processes(_seeded_draw, jobs, workers=2)
+    assert [r[1:] for r in pooled] == [r[1:] for r in inline]
+    assert [len(r) for r in pooled] == [4, 3, 5]
+    assert all(r[0] == 1 for r in pooled)  # one thread per worker process
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_map_processes_refuses_bad_worker_counts(workers):
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        runtime.map_processes(_seeded_draw, [(0, 1)], workers=workers)

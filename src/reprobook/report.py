@@ -117,6 +117,20 @@ class Paired:
             return None
         return self.p / 2 if self.mean < 0 else 1 - self.p / 2
 
+    @property
+    def p_higher(self) -> float | None:
+        """p of the one-sided paired t-test that a is higher than b (from the two-sided p)."""
+        if self.p is None:
+            return None
+        return self.p / 2 if self.mean > 0 else 1 - self.p / 2
+
+    def higher_text(self, digits: int = 3, word: str = "higher") -> str:
+        """Mean ± s.e. of a - b, the one-sided p that a is higher, and how often it was."""
+        out = f"{self.mean:+.{digits}f}"
+        if self.n > 1:
+            out += f" ± {self.se:.{digits}f}, one-sided paired t-test p = {self.p_higher:.2g}"
+        return out + f"; {word} in {self.wins} of {self.n}"
+
     def lower_text(self, digits: int = 3, word: str = "lower") -> str:
         """Mean ± s.e. of a - b, the one-sided p that a is lower, and how often it was (``word``
         names what a negative difference means, e.g. "better" for a sign-flipped score)."""

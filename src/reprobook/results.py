@@ -43,6 +43,19 @@ def committed_results_root() -> Path:
     return repo_root() / "results"
 
 
+OFFICIAL_FILE = "official_code.json"
+
+
+def load_official_code(chapter: str) -> dict:
+    """A chapter's measurements of the paper's official code, committed beside its anchors
+    (``results/<chapter>/official_code.json``: the repository, the commit, the settings and one
+    row per run), run by the project outside this repository."""
+    path = committed_results_root() / chapter / OFFICIAL_FILE
+    if not path.exists():
+        raise ValueError(f"{path} is missing: the comparison with the official code needs it")
+    return json.loads(path.read_text())
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(

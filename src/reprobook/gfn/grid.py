@@ -19,6 +19,14 @@ coordinates at H - 1 are never reached (torchgfn's HyperGrid only masks the move
 the grid, and lets every state terminate). ``DeceptiveGrid`` changes torchgfn's masks to match:
 forward, only "exit" on the edge; backward, only parents that are not themselves on the edge,
 so the uniform backward policy is uniform over parents that can occur.
+
+The official trainer's uniform backward policy (``learn_pb`` off, its default) is instead uniform
+over *every* coordinate above 0, parents on the edge included. Those parents never occur, so for
+a trajectory that ends on the edge at x, its log P_B is lower than ours by log k(x), k(x) the
+number of non-zero coordinates of x; for every other trajectory the two agree. TB sees log R and
+log P_B only through their sum, so ``official_log_pb_shift`` (-log k on the edge, 0 elsewhere)
+added to log R reproduces the official loss exactly, while the backward sampler of the replay
+buffer keeps drawing only parents that can occur, as the official buffer does.
 """
 
 from __future__ import annotations
@@ -98,6 +106,22 @@ def target_distribution(ndim: int, height: int) -> np.ndarray:
     reward = deceptive_reward(all_states(ndim, height), height).numpy()
     reward = np.where(terminal_mask(ndim, height), reward, 0.0)
     return reward / reward.sum()
+
+
+def official_log_pb_shift(final_states: torch.Tensor, height: int) -> torch.Tensor:
+    """-log k(x) for final states x on the edge (a coordinate at H - 1), 0 for the others.
+
+    k(x) is the number of non-zero coordinates of x: the official uniform backward policy splits
+    the last step into x over all of them, where only the step off the edge can occur. Add it to
+    log R(x) to train on the official TB loss (see the module doc). ``final_states`` is [B, d].
+    """
+    if final_states.dim() != 2:
+        raise ValueError(f"final_states must be [batch, d], got shape {tuple(final_states.shape)}")
+    if ((final_states < 0) | (final_states >= height)).any():
+        raise ValueError(f"final states must lie in {{0, ..., {height - 1}}}^d")
+    on_edge = (final_states == height - 1).any(-1)
+    k = (final_states > 0).sum(-1).clamp(min=1).to(torch.get_default_dtype())
+    return torch.where(on_edge, -torch.log(k), torch.zeros_like(k))
 
 
 def empirical_l1(counts: np.ndarray, target: np.ndarray) -> dict[str, float]:

@@ -12,13 +12,17 @@ import pandas as pd
 
 from reprobook import report
 from reprobook.gfn.study import METRICS_VERSION as METRICS_VERSION  # the protocol names it here
-from reprobook.gfn.training import ARMS
+from reprobook.gfn.training import ARM_LABELS, ARMS
 
 REQUIRED_KEYS = ("grid", "runs", "aggregate", "map", "claims")
 PAPER_CLAIM = (
     "a teacher GFlowNet trained to sample where the student's loss is high gives the student a "
     "curriculum that enhances mode coverage: on the deceptive grid, the teacher-guided student "
-    "finds at least as many modes as on-policy and ε-greedy TB at the same number of samples"
+    "finds more modes than on-policy and ε-greedy TB at the same number of samples"
+)
+EVERY_SEED = (
+    "in every seed (each seed's arms start from the same student), with the one-sided paired "
+    "t-test over seeds reported beside it"
 )
 CLAIMS = {
     "curves_monotone": "every modes-found curve is non-decreasing and ends at its final count "
@@ -26,22 +30,39 @@ CLAIMS = {
     "l1_conventions_agree": "summed L1 = mean L1 × number of terminal states, for every run "
     "(sanity)",
     "equal_samples": "every arm drew the same number of fresh trajectories (sanity)",
-    "teacher_ge_tb": "the teacher finds at least as many modes as on-policy TB, mean over seeds, "
-    "at equal samples",
-    "teacher_ge_tb_eps": "the teacher finds at least as many modes as TB + ε-greedy, at equal "
-    "samples",
-    "teacher_ge_tb_prt": "the teacher finds at least as many modes as TB + PRT buffer, at equal "
-    "samples (reported, not asserted)",
-    "teacher_ge_every_baseline": "the teacher finds at least as many modes as every baseline run, "
-    "at equal samples (the strongest reading of the claim; reported)",
-    "teacher_gt_every_baseline": "the teacher finds strictly more modes than every baseline run "
-    "(reported)",
-    "teacher_ge_every_baseline_at_equal_steps": "at an equal number of student gradient steps, "
-    "the teacher finds at least as many modes as every baseline run (reported)",
+    "teacher_beats_tb": "the teacher arm finds more modes than on-policy TB at equal samples, "
+    + EVERY_SEED,
+    "teacher_beats_tb_eps": "the teacher arm finds more modes than TB + ε-greedy at equal "
+    "samples, " + EVERY_SEED,
+    "teacher_beats_tb_prt": "the teacher arm finds more modes than TB + PRT buffer at equal "
+    "samples, " + EVERY_SEED + " (reported, not asserted)",
+    "teacher_beats_tb_prt_at_equal_steps": "the same against TB + PRT buffer at an equal number "
+    "of student gradient steps (reported)",
+    "student_beats_tb_fresh": "the teacher-guided student itself, sampled afresh after "
+    "training, hits more distinct modes than the on-policy TB student, "
+    + EVERY_SEED
+    + " (reported)",
 }
-HEADLINE_CLAIMS = ("teacher_ge_tb", "teacher_ge_tb_eps", "teacher_ge_tb_prt")
+HEADLINE_CLAIMS = (
+    "teacher_beats_tb", "teacher_beats_tb_eps", "teacher_beats_tb_prt", "student_beats_tb_fresh",
+)  # fmt: skip
 KEY_ANCHOR = "main_claim"
 NOT_RUN = "not run"
+
+
+def per_seed(metrics: dict, arm: str, key: str) -> list[float]:
+    """One arm's value of ``key`` (``final_modes``, ``eval_modes``, ...) per seed, in seed order."""
+    return [r[key] for r in sorted(metrics["runs"][arm], key=lambda r: r["seed"])]
+
+
+def comparison(metrics: dict, arm: str, key: str = "final_modes") -> report.Paired:
+    """The teacher arm against ``arm`` on ``key``, paired by seed (teacher - arm)."""
+    return report.paired(per_seed(metrics, "teacher", key), per_seed(metrics, arm, key))
+
+
+def beats_every_seed(paired: report.Paired) -> bool:
+    """The claim's rule: higher in every seed (the t-test is reported, not required)."""
+    return paired.wins == paired.n
 
 
 def check_claims(metrics: dict) -> dict[str, bool]:
@@ -53,12 +74,12 @@ def check_claims(metrics: dict) -> dict[str, bool]:
       terminal states (sanity: the two conventions differ only by that factor);
     - ``equal_samples``: every arm drew the same number of fresh trajectories (PRT's extra
       iterations are replays), so the curves compare like with like;
-    - ``teacher_ge_<arm>``: the teacher's modes found, averaged over seeds, are >= that
-      baseline's, at the same number of sampled trajectories;
-    - ``teacher_ge_every_baseline``: ... >= every baseline arm's (the strongest reading);
-    - ``teacher_gt_every_baseline``: strictly more than every baseline (reported);
-    - ``teacher_ge_every_baseline_at_equal_steps``: the same at an equal number of the
-      student's gradient steps (PRT takes two per sampled batch; reported).
+    - ``teacher_beats_<arm>``: the teacher arm found more modes than that baseline in every
+      seed, at the same number of sampled trajectories (paired by seed);
+    - ``teacher_beats_tb_prt_at_equal_steps``: the same against PRT at an equal number of the
+      student's gradient steps (PRT takes two per sampled batch);
+    - ``student_beats_tb_fresh``: among fresh samples of the final students, the teacher-guided
+      student hit more distinct modes than on-policy TB's, in every seed.
     """
     runs, agg = metrics["runs"], metrics["aggregate"]
     n_states = metrics["grid"]["n_terminal_states"]
@@ -78,20 +99,15 @@ def check_claims(metrics: dict) -> dict[str, bool]:
         "equal_samples": len({row["samples"] for row in agg.values()}) == 1,
     }
     if "teacher" in agg:
-        baselines = [a for a in agg if a != "teacher"]
-        teacher = agg["teacher"]["final_modes"]
-        for arm in baselines:  # teacher_ge_tb, teacher_ge_tb_eps, teacher_ge_tb_prt
-            claims[f"teacher_ge_{arm}"] = teacher >= agg[arm]["final_modes"]
-        if baselines:
-            steps = agg["teacher"]["modes_at_equal_steps"]
-            claims["teacher_ge_every_baseline_at_equal_steps"] = all(
-                steps >= agg[a]["modes_at_equal_steps"] for a in baselines
+        for arm in (a for a in agg if a != "teacher"):  # teacher_beats_tb, _tb_eps, _tb_prt
+            claims[f"teacher_beats_{arm}"] = beats_every_seed(comparison(metrics, arm))
+        if "tb_prt" in agg:
+            claims["teacher_beats_tb_prt_at_equal_steps"] = beats_every_seed(
+                comparison(metrics, "tb_prt", "modes_at_equal_steps")
             )
-            claims["teacher_ge_every_baseline"] = all(
-                teacher >= agg[a]["final_modes"] for a in baselines
-            )
-            claims["teacher_gt_every_baseline"] = all(
-                teacher > agg[a]["final_modes"] for a in baselines
+        if "tb" in agg:
+            claims["student_beats_tb_fresh"] = beats_every_seed(
+                comparison(metrics, "tb", "eval_modes")
             )
     return claims
 
@@ -116,7 +132,10 @@ def results_table(agg: dict[str, dict], grid: dict) -> pd.DataFrame:
             "train L1, mean (×1e-5)": f"{row['train_l1_mean'] * 1e5:.3f}",
             "train L1, sum": f"{row['train_l1_sum']:.3f}",
             "modes at equal student steps": f"{row['modes_at_equal_steps']:.1f}",
-            "modes in eval samples": f"{row['eval_modes']:.1f}",
+            "modes in the student's own batches": f"{row['student_modes']:.1f}",
+            "modes in eval samples (per seed)": "/".join(
+                str(m) for m in row["eval_modes_per_seed"]
+            ),
             "ms / iteration": f"{row['ms_per_iteration']:.0f}",
         })  # fmt: skip
     return pd.DataFrame(rows).set_index("method")
@@ -145,17 +164,21 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     )
     claims = metrics["claims"]
     verdicts = "; ".join(
-        f"teacher ≥ {row['label']}: {'yes' if claims.get(f'teacher_ge_{arm}') else 'no'}"
+        f"teacher > {row['label']}: {'yes' if claims.get(f'teacher_beats_{arm}') else 'no'}"
         for arm, row in agg.items()
         if arm != "teacher"
     )
+    fresh = ""
+    if "student_beats_tb_fresh" in claims:
+        fresh = "; the teacher-guided student's own fresh samples > TB's: " + (
+            "yes" if claims["student_beats_tb_fresh"] else "no"
+        )
     return {
-        "main_claim": f"modes found at equal samples, mean over seeds: {verdicts}",
+        "main_claim": f"modes found at equal samples, in every seed: {verdicts}{fresh}",
         "grid_setting": setting,
         "grid_modes": modes,
         "grid_l1": "eval L1 (mean over states; sum in brackets): " + l1,
         "reference_run_modes": modes,
-        "reference_run_l1": l1,
         "settings": (
             f"C = {metrics['C']:g}, α = {metrics['alpha']:g}, ε = {metrics['epsilon']:g}, "
             f"batch {metrics['batch_size']}, Adam 1e-3 (log Z 1e-1), clip 1.0"
@@ -163,47 +186,73 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     }
 
 
+def _teacher_lines(metrics: dict) -> list[str]:
+    agg, total = metrics["aggregate"], metrics["grid"]["n_mode_states"]
+    t = agg["teacher"]
+    lines = []
+    for arm, row in agg.items():
+        if arm == "teacher":
+            continue
+        line = (
+            f"- Teacher vs {row['label']}: {t['final_modes']:.1f} against "
+            f"{row['final_modes']:.1f} of {total} mode states; teacher − {row['label']}, paired "
+            f"by seed: {comparison(metrics, arm).higher_text(1, 'more')}"
+        )
+        if row["modes_at_equal_steps"] != row["final_modes"]:
+            line += (
+                f". After as many student gradient steps as the teacher's student took, "
+                f"{row['label']} had found {row['modes_at_equal_steps']:.1f} "
+                f"(teacher − {row['label']}: "
+                f"{comparison(metrics, arm, 'modes_at_equal_steps').higher_text(1, 'more')})"
+            )
+        lines.append(line + ".")
+    return lines
+
+
+def _student_lines(metrics: dict) -> list[str]:
+    agg, claims = metrics["aggregate"], metrics["claims"]
+    t = agg["teacher"]
+    n_eval = f"{metrics['eval_samples']:,}" if "eval_samples" in metrics else "the"
+    fresh = ", ".join(f"{r['label']} {r['eval_modes']:.1f}" for r in agg.values())
+    lines = [
+        f"- **What the students learned to sample.** Distinct modes among {n_eval} fresh "
+        f"samples of each final student (mean over seeds): {fresh}."
+    ]
+    if "tb" not in agg:
+        return lines
+    lines.append(
+        "- The teacher-guided student against TB's, paired by seed: "
+        + comparison(metrics, "tb", "eval_modes").higher_text(1, "more")
+        + ". Of the teacher arm's "
+        + f"{t['final_modes']:.1f} modes found in training, its student's own batches "
+        + f"found {t['student_modes']:.1f}; the rest came only from the teacher's samples."
+    )
+    if claims.get("student_beats_tb_fresh"):
+        lines.append(
+            "- So the student itself has learned to reach more modes than on-policy TB: the "
+            "curriculum reached the amortized sampler, which is the paper's story."
+        )
+    else:
+        lines.append(
+            "- So the teacher's extra modes did not become the student's: the sampler the method "
+            "delivers does not, in this run, cover more modes than on-policy TB's. The paper "
+            "counts modes over every trajectory drawn in training, the teacher's included; by "
+            "that count the method is ahead, by what its student samples afterwards it is not."
+        )
+    return lines
+
+
 def reading_notes(metrics: dict) -> str:
     """Markdown describing the run from its numbers (no number is typed by hand)."""
-    agg, grid, claims = metrics["aggregate"], metrics["grid"], metrics["claims"]
-    total = grid["n_mode_states"]
+    agg, grid = metrics["aggregate"], metrics["grid"]
     lines = []
     if "teacher" in agg:
-        t = agg["teacher"]
-        for arm, row in agg.items():
-            if arm == "teacher":
-                continue
-            gap = t["final_modes"] - row["final_modes"]
-            se = math.hypot(t["final_modes_se"], row["final_modes_se"])
-            spread = (
-                f"± {se:.1f} standard error over {row['n_seeds']} seeds"
-                if row["n_seeds"] > 1
-                else "one seed, so no error bar"
-            )
-            line = (
-                f"- Teacher vs {row['label']}: {t['final_modes']:.1f} against "
-                f"{row['final_modes']:.1f} of {total} mode states (difference {gap:+.1f}, "
-                f"{spread})"
-            )
-            if row["modes_at_equal_steps"] != row["final_modes"]:
-                line += (
-                    f"; after as many student gradient steps as the teacher's student took, "
-                    f"{row['label']} had found {row['modes_at_equal_steps']:.1f}"
-                )
-            lines.append(line + ".")
-        n_eval = f"{metrics['eval_samples']:,}" if "eval_samples" in metrics else "the"
-        fresh = ", ".join(f"{r['label']} {r['eval_modes']:.1f}" for r in agg.values())
-        lines.append(
-            f"- Distinct modes among {n_eval} fresh samples of each "
-            f"final student (what it has learned to sample, not what training visited): {fresh}."
-        )
+        lines = _teacher_lines(metrics) + _student_lines(metrics)
+    n_seeds = next(iter(agg.values()))["n_seeds"]
     head = (
-        "**Mode discovery**, at an equal number of sampled trajectories. The strongest reading "
-        "of the claim (teacher ≥ every baseline, mean over seeds) "
-        + ("**holds**" if claims.get("teacher_ge_every_baseline") else "**does not hold**")
-        + " in this run; strictly more than every baseline: "
-        + ("**yes**" if claims.get("teacher_gt_every_baseline") else "**no**")
-        + "."
+        "**Mode discovery**, at an equal number of sampled trajectories, each comparison "
+        f"paired by seed over {report.plural(n_seeds, 'seed')} (all arms of a seed start from the "
+        "same student; a claim holds when the teacher is ahead in every seed)."
     )
     best_l1 = min(agg.values(), key=lambda r: r["eval_l1_mean"])
     l1 = (
@@ -271,4 +320,88 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
             f"{row['modes_at_equal_steps']:.1f}" if row else NOT_RUN
         )
         numbers[f"eval_modes_{arm}"] = f"{row['eval_modes']:.1f}" if row else NOT_RUN
+        numbers[f"student_modes_{arm}"] = f"{row['student_modes']:.1f}" if row else NOT_RUN
+    for arm in ARMS[:-1]:  # the teacher against each baseline, paired by seed
+        both = "teacher" in agg and arm in agg
+        numbers[f"vs_{arm}"] = comparison(metrics, arm).higher_text(1, "more") if both else NOT_RUN
+    both = "teacher" in agg and "tb" in agg
+    numbers["fresh_vs_tb"] = (
+        comparison(metrics, "tb", "eval_modes").higher_text(1, "more") if both else NOT_RUN
+    )
     return numbers
+
+
+# --- against the official code --------------------------------------------------------------
+
+
+def _modes_cells(per_seed: list[int]) -> dict[str, str]:
+    return {
+        "modes found, per seed": "/".join(str(m) for m in per_seed),
+        "mean ± SE": report.fmt_mean_se(per_seed, 1),
+    }
+
+
+def official_backward_table(official: dict) -> pd.DataFrame:
+    """The official code and ours, each with either uniform backward policy: the teacher arm's
+    modes found per seed (``official["backward_study"]``)."""
+    study = official["backward_study"]
+    rows = [
+        {"code": row["code"], "uniform P_B over": row["backward_label"],
+         **_modes_cells(row["modes_per_seed"])}
+        for row in study["rows"]
+    ]  # fmt: skip
+    return pd.DataFrame(rows).set_index(["code", "uniform P_B over"])
+
+
+def official_reference_table(official: dict, metrics: dict) -> pd.DataFrame:
+    """Modes found per arm by the official code at the full profile's budget and by this run."""
+    ref = official["reference_runs"]
+    rows = []
+    for row in ref["rows"]:
+        rows.append({"method": ARM_LABELS.get(row["arm"], row["arm"]), "code": "official",
+                     **_modes_cells(row["modes_per_seed"])})  # fmt: skip
+        ours = metrics["aggregate"].get(row["arm"])
+        if ours is not None:
+            rows.append({"method": ours["label"], "code": "this book",
+                         **_modes_cells(ours["final_modes_per_seed"])})  # fmt: skip
+    return pd.DataFrame(rows).set_index(["method", "code"])
+
+
+def official_notes(official: dict) -> str:
+    """What the backward-policy study shows, in words from its numbers."""
+    study = official["backward_study"]
+    by = {(r["code"], r["backward"]): r["modes_per_seed"] for r in study["rows"]}
+    pooled = {
+        b: [m for (code, back), ms in by.items() if back == b for m in ms]
+        for b in ("official", "valid")
+    }
+    (m_off, se_off), (m_val, se_val) = (report.mean_se(pooled[b]) for b in ("official", "valid"))
+    gap, se = m_off - m_val, math.hypot(se_off, se_val)
+    verdict = (
+        "more than twice its standard error: the backward policy accounts for the gap"
+        if gap > 2 * se
+        else "within twice its standard error: seed noise cannot be ruled out"
+    )
+    return (
+        f"Pooled over both codes ({study['n_iterations']:,} iterations, the teacher arm, "
+        f"{report.plural(len(pooled['official']), 'run')} each), the official backward policy "
+        f"finds {m_off:.1f} ± {se_off:.1f} modes and the valid one {m_val:.1f} ± {se_val:.1f}: "
+        f"a difference of {gap:+.1f} ± {se:.1f}, {verdict}. "
+        "Per-seed counts do not carry over from one code to the other (the two draw their random "
+        "numbers in different orders), so only the means compare."
+    )
+
+
+def official_fresh_table(official: dict) -> pd.DataFrame:
+    """Distinct modes among fresh samples of the official code's final students
+    (``official["student_fresh_check"]``), the second claim's quantity measured on its code."""
+    check = official["student_fresh_check"]
+    rows = [
+        {"method": ARM_LABELS.get(row["arm"], row["arm"]),
+         "modes found in training, per seed": "/".join(str(m) for m in row["modes_per_seed"]),
+         f"modes among {check['eval_samples']:,} fresh student samples, per seed": "/".join(
+             str(m) for m in row["fresh_modes_per_seed"]
+         )}
+        for row in check["rows"]
+    ]  # fmt: skip
+    return pd.DataFrame(rows).set_index("method")

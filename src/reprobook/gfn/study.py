@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from tqdm.std import tqdm
 
 from reprobook.gfn.grid import (
     all_states,
@@ -22,25 +23,38 @@ from reprobook.gfn.grid import (
     target_distribution,
     terminal_mask,
 )
-from reprobook.gfn.training import ARM_LABELS, ARMS, TrainSettings, buffer_capacity, train_arm
+from reprobook.gfn.training import (
+    ARM_LABELS,
+    ARMS,
+    BACKWARD_POLICIES,
+    TrainSettings,
+    buffer_capacity,
+    train_arm,
+)
 from reprobook.profiles import Config, resolve_profile
 from reprobook.report import mean_se
+from reprobook.runtime import map_processes
 
 # Fixed settings of the official grid code (grid/trainer.py, grid/run.sh), shared by all profiles.
 PAPER_SETTINGS = dict(
     batch_size=16, lr=1e-3, lr_logz=1e-1, clip_grad_norm=1.0, hidden_dim=256, n_layers=2,
-    rank_weight=1e-2,
+    rank_weight=1e-2, backward="official",
 )  # fmt: skip
 PROFILES = {
-    "smoke": dict(  # CI: the 2-D grid, TB against the teacher, one seed
-        ndim=2, height=16, n_iterations=400, arms=["tb", "teacher"], n_seeds=1,
+    "smoke": dict(  # CI: the 3-D grid (27 mode states), TB against the teacher, two seeds
+        ndim=3, height=16, n_iterations=500, arms=["tb", "teacher"], n_seeds=2,
         eval_samples=10_000, map_height=16, map_iterations=300, map_arms=["tb", "teacher"],
-        C=19.0, alpha=0.0, epsilon=0.01, **PAPER_SETTINGS,
+        C=19.0, alpha=0.0, epsilon=0.01, workers=2, **PAPER_SETTINGS,
     ),
-    "full": dict(  # d = 4, H = 16 (81 mode states), four arms, three seeds
+    "short": dict(  # d = 4, H = 16 at a quarter of the official budget: 1,500 iterations
         ndim=4, height=16, n_iterations=1500, arms=list(ARMS), n_seeds=3,
         eval_samples=100_000, map_height=32, map_iterations=600, map_arms=list(ARMS),
-        C=19.0, alpha=0.0, epsilon=0.01, **PAPER_SETTINGS,
+        C=19.0, alpha=0.0, epsilon=0.01, workers=2, **PAPER_SETTINGS,
+    ),
+    "full": dict(  # d = 4, H = 16 (81 mode states) at the official 6,000 iterations, 3 seeds
+        ndim=4, height=16, n_iterations=6000, arms=list(ARMS), n_seeds=3,
+        eval_samples=100_000, map_height=32, map_iterations=600, map_arms=list(ARMS),
+        C=19.0, alpha=0.0, epsilon=0.01, workers=2, **PAPER_SETTINGS,
     ),
 }  # fmt: skip
 BAND_RULE = "an integer in [6, 64] with a coordinate in the mode band 0.6 < |2x/(H-1) - 1| < 0.8"
@@ -68,8 +82,12 @@ CONFIG_CHECKS = {
     "alpha": (lambda a: a >= 0, "a number >= 0"),
     "epsilon": (lambda e: 0 <= e <= 1, "a number in [0, 1]"),
     "batch_size": (lambda b: b >= 1, "a positive integer"),
+    "workers": (lambda w: 1 <= w <= 64, "an integer in [1, 64] (processes, one thread each)"),
+    "backward": (lambda b: b in BACKWARD_POLICIES, f"one of {list(BACKWARD_POLICIES)}"),
 }
-METRICS_VERSION = 2  # 2: modes at equal student gradient steps
+METRICS_VERSION = (
+    3  # 2: modes at equal student gradient steps; 3: paired claims, eval modes per seed
+)
 
 
 def resolve_config(profile: str, **overrides) -> Config:
@@ -83,6 +101,7 @@ def train_settings(config: Config, n_iterations: int, eval_samples: int) -> Trai
         lr_logz=config.lr_logz, clip_grad_norm=config.clip_grad_norm, epsilon=config.epsilon,
         C=config.C, alpha=config.alpha, rank_weight=config.rank_weight,
         hidden_dim=config.hidden_dim, n_layers=config.n_layers, eval_samples=eval_samples,
+        backward=config.backward,
     )  # fmt: skip
 
 
@@ -113,34 +132,55 @@ def grid_facts(ndim: int, height: int) -> dict:
     }
 
 
+def _arm_summary(arm: str, ndim: int, height: int, settings: TrainSettings, seed: int) -> dict:
+    return train_arm(arm, make_deceptive_grid(ndim, height), settings, seed, False).summary()
+
+
+def _map_entry(arm: str, height: int, settings: TrainSettings, seed: int) -> dict:
+    run = train_arm(arm, make_deceptive_grid(2, height), settings, seed, False)
+    return {
+        "counts": run.visit_counts.reshape(2 * (height,)).tolist(),
+        "final_modes": run.modes_found[-1],
+        "n_mode_states": run.n_mode_states,
+    }
+
+
 def mode_discovery(config: Config, seeds: Sequence[int], progress: bool = True) -> dict:
-    """Train every arm for each seed on the main grid; per arm, one summary per seed."""
+    """Train every arm for each seed on the main grid; per arm, one summary per seed.
+
+    With ``config.workers`` > 1 the (seed, arm) runs go to that many single-threaded processes;
+    each run seeds itself, so the numbers are those of a run in this process.
+    """
     if not seeds:
         raise ValueError("seeds must not be empty")
-    env = make_deceptive_grid(config.ndim, config.height)
     settings = train_settings(config, config.n_iterations, config.eval_samples)
+    # Longest runs first, so that the last ones to finish are short: PRT (twice the iterations),
+    # then the teacher (two networks), then the rest.
+    first = ("tb_prt", "teacher")
+    order = sorted(config.arms, key=lambda arm: first.index(arm) if arm in first else len(first))
+    jobs = [(arm, config.ndim, config.height, settings, s) for arm in order for s in seeds]
+    if config.workers == 1:
+        jobs_done = [
+            _arm_summary(*job)
+            for job in tqdm(jobs, desc="runs", disable=not progress, mininterval=10)
+        ]
+    else:
+        jobs_done = map_processes(_arm_summary, jobs, config.workers)
     runs: dict[str, list[dict]] = {arm: [] for arm in config.arms}
-    for seed in seeds:
-        for arm in config.arms:
-            runs[arm].append(train_arm(arm, env, settings, seed, progress).summary())
-    return runs
+    for summary in jobs_done:
+        runs[summary["arm"]].append(summary)
+    return {arm: sorted(per_seed, key=lambda r: r["seed"]) for arm, per_seed in runs.items()}
 
 
 def sample_map(config: Config, seed: int, progress: bool = True) -> dict:
     """Every map arm trained once on the 2-D grid; visit counts of its training samples."""
-    env = make_deceptive_grid(2, config.map_height)
     settings = train_settings(config, config.map_iterations, eval_samples=10_000)
     out = {"height": config.map_height, "iterations": config.map_iterations, "seed": seed}
     out["target"] = target_distribution(2, config.map_height).reshape(2 * (config.map_height,))
     out["target"] = out["target"].tolist()
-    out["arms"] = {}
-    for arm in config.map_arms:
-        run = train_arm(arm, env, settings, seed, progress)
-        out["arms"][arm] = {
-            "counts": run.visit_counts.reshape(2 * (config.map_height,)).tolist(),
-            "final_modes": run.modes_found[-1],
-            "n_mode_states": run.n_mode_states,
-        }
+    jobs = [(arm, config.map_height, settings, seed) for arm in config.map_arms]
+    entries = map_processes(_map_entry, jobs, config.workers)
+    out["arms"] = dict(zip(config.map_arms, entries, strict=True))
     return out
 
 
@@ -158,6 +198,9 @@ def aggregate(runs: dict[str, list[dict]]) -> dict[str, dict]:
                     [r[which][conv] for r in per_seed]
                 )
         row["eval_modes"] = float(np.mean([r["eval_modes"] for r in per_seed]))
+        row["eval_modes_per_seed"] = [r["eval_modes"] for r in per_seed]
+        row["student_modes"] = float(np.mean([r["student_modes"] for r in per_seed]))
+        row["student_modes_per_seed"] = [r["student_modes"] for r in per_seed]
         row["modes_at_equal_steps"], row["modes_at_equal_steps_se"] = mean_se(
             [r["modes_at_equal_steps"] for r in per_seed]
         )
@@ -176,6 +219,8 @@ def build_metrics(
         "grid": grid_facts(config.ndim, config.height),
         "n_iterations": config.n_iterations,
         "batch_size": config.batch_size,
+        "workers": config.workers,
+        "backward": config.backward,
         "eval_samples": config.eval_samples,
         "n_seeds": len(seeds),
         "seeds": list(seeds),

@@ -35,12 +35,14 @@ from tqdm.std import tqdm
 from reprobook.gfn.grid import (
     empirical_l1,
     mode_mask,
+    official_log_pb_shift,
     state_index,
     target_distribution,
     terminal_mask,
 )
 
 ARMS = ("tb", "tb_eps", "tb_prt", "teacher")
+BACKWARD_POLICIES = ("official", "valid")
 ARM_LABELS = {
     "tb": "TB",
     "tb_eps": "TB + ε-greedy",
@@ -154,6 +156,9 @@ class TrainSettings:
     C: float = 19.0
     alpha: float = 0.0
     rank_weight: float = 1e-2
+    # "official": the official trainer's uniform P_B over every coordinate above 0 (see
+    # ``grid.official_log_pb_shift``); "valid": uniform over the parents that can occur.
+    backward: str = "official"
     hidden_dim: int = 256
     n_layers: int = 2
     record_every: int = 5
@@ -169,6 +174,10 @@ class TrainSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        if self.backward not in BACKWARD_POLICIES:
+            raise ValueError(
+                f"backward must be one of {', '.join(BACKWARD_POLICIES)}, got {self.backward!r}"
+            )
 
 
 @dataclass
@@ -184,6 +193,8 @@ class ArmRun:
     train_l1: dict[str, float] = field(default_factory=dict)  # last ``train_l1_window`` samples
     eval_l1: dict[str, float] = field(default_factory=dict)  # fresh samples of the final student
     eval_modes: int = 0  # distinct modes among the fresh samples
+    # Distinct modes among the batches the student sampled itself (all but the teacher's).
+    student_modes: int = 0
     # Modes found once the student has taken ``TrainSettings.n_iterations`` gradient steps: the
     # final count for every arm but PRT, which by then has drawn half its samples.
     modes_at_equal_steps: int = 0
@@ -196,6 +207,7 @@ class ArmRun:
             "modes_found": self.modes_found, "final_modes": self.modes_found[-1],
             "n_mode_states": self.n_mode_states, "train_l1": self.train_l1,
             "eval_l1": self.eval_l1, "eval_modes": self.eval_modes, "seconds": self.seconds,
+            "student_modes": self.student_modes,
             "modes_at_equal_steps": self.modes_at_equal_steps,
             "iterations": self.iterations,
             "ms_per_iteration": 1000 * self.seconds / max(self.iterations, 1),
@@ -257,6 +269,7 @@ def train_arm(
 
     is_mode = mode_mask(env.ndim, env.height)
     counts = np.zeros(env.height**env.ndim, dtype=np.int64)
+    seen_by_student = np.zeros(counts.size, dtype=bool)
     recent: deque[np.ndarray] = deque()
     recent_n = 0
     run = ArmRun(arm, seed, int(is_mode.sum()), samples=[0], modes_found=[0])
@@ -264,25 +277,36 @@ def train_arm(
     started = time.perf_counter()
     for i in tqdm(range(n_iterations), desc=arm, disable=not progress, mininterval=10):
         replay = buffer is not None and i % 2 == 1 and len(buffer) > 0
+        from_teacher = arm == "teacher" and (i // 2) % 2 == 1
         if replay:
             states = env.States(buffer.sample(settings.batch_size, rng))
             trajectories = backward_sampler.sample_trajectories(env, states=states)
             trajectories = trajectories.reverse_backward_trajectories()
-        elif arm == "teacher" and (i // 2) % 2 == 1:
+        elif from_teacher:
             trajectories = teacher_sampler.sample_trajectories(env, n=settings.batch_size)
         else:
             trajectories = student_sampler.sample_trajectories(
                 env, n=settings.batch_size, epsilon=epsilon
             )
         final = trajectories.terminating_states.tensor
-        delta = _tb_step(student, student_opt, trajectories, settings.clip_grad_norm)
         log_reward = trajectories.log_rewards.detach()
+        shift = 0.0  # log P_B of the official trainer minus ours, moved into log R
+        if settings.backward == "official":
+            shift = official_log_pb_shift(final, env.height)
+        delta = _tb_step(
+            student, student_opt, trajectories, settings.clip_grad_norm, log_reward + shift
+        )
         if arm == "teacher":
             r_teacher = teacher_reward(delta, log_reward.exp(), settings.C, settings.alpha)
-            _tb_step(teacher, teacher_opt, trajectories, settings.clip_grad_norm, r_teacher.log())
+            _tb_step(
+                teacher, teacher_opt, trajectories, settings.clip_grad_norm,
+                r_teacher.log() + shift,
+            )  # fmt: skip
         if not replay:
             index = state_index(final, env.height).numpy()
             np.add.at(counts, index, 1)
+            if not from_teacher:
+                seen_by_student[index] = True
             recent.append(index)
             recent_n += len(index)
             while recent_n - len(recent[0]) >= settings.train_l1_window:
@@ -298,6 +322,7 @@ def train_arm(
     run.seconds = time.perf_counter() - started
     run.iterations = n_iterations
     run.visit_counts = counts
+    run.student_modes = int(seen_by_student[is_mode].sum())
     terminal = terminal_mask(env.ndim, env.height)  # L1 averages over reachable states only
     target = target_distribution(env.ndim, env.height)[terminal]
     window = np.bincount(np.concatenate(recent), minlength=counts.size)

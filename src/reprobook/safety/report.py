@@ -6,7 +6,6 @@ Pure functions of the metrics that ``reprobook.safety.study`` computes (see
 
 from __future__ import annotations
 
-import json
 import math
 
 import pandas as pd
@@ -324,17 +323,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
 
 # --- against the official code --------------------------------------------------------------
 
-OFFICIAL_FILE = "official_code.json"
-
-
-def load_official_code(chapter: str) -> dict:
-    """The official code's death rates, committed beside the chapter's anchors
-    (``results/<chapter>/official_code.json``: the commit, its settings, one row per run)."""
-    path = results.committed_results_root() / chapter / OFFICIAL_FILE
-    if not path.exists():
-        raise ValueError(f"{path} is missing: the comparison with the official code needs it")
-    return json.loads(path.read_text())
-
+load_official_code = results.load_official_code  # the chapter calls it by this name
 
 OFFICIAL_ROWS = (("none", None), ("cheating", None), ("posterior", None), ("iid", None),
                  ("non-iid", 1e-4), ("non-iid", 1e-2), ("non-iid", 1.0))  # fmt: skip
