@@ -1092,10 +1092,12 @@ OFFICIAL = {
         ],
     },
     "reference_runs": {
-        "n_iterations": 3,
+        "ndim": 2, "height": 16, "n_iterations": 3, "eval_samples": 1000,
         "rows": [
-            {"arm": "teacher", "modes_per_seed": [5, 7]},
-            {"arm": "tb", "modes_per_seed": [1, 2]},
+            {"arm": "teacher", "modes_per_seed": [5, 7], "fresh_modes_per_seed": [0, 0],
+             "eval_l1_mean_per_seed": [1e-5, 3e-5]},
+            {"arm": "tb", "modes_per_seed": [1, 2], "fresh_modes_per_seed": [3, 1],
+             "eval_l1_mean_per_seed": [2e-5, 2e-5]},
         ],
     },
 }  # fmt: skip
@@ -1119,6 +1121,13 @@ def test_official_reference_table_puts_each_arm_beside_this_run(teacher_wins):
     ]
     assert table.loc[("Teacher", "this book"), "modes found, per seed"] == "6/9"
     assert table.loc[("TB", "official"), "mean ± SE"] == "1.5 ± 0.5"
+    fresh = "modes among 1,000 fresh student samples, per seed"
+    assert table.loc[("Teacher", "official"), fresh] == "0/0"
+    assert table.loc[("Teacher", "this book"), fresh] == "4/6"
+    assert table.loc[("Teacher", "official"), "eval L1, mean (×1e-5)"] == "2.000 ± 1.000"
+    assert table.loc[("TB", "this book"), "eval L1, mean (×1e-5)"] == "400.000 ± 200.000"
+    other = chapter.official_reference_table(OFFICIAL, {**teacher_wins, "n_iterations": 9})
+    assert list(other.index) == [("Teacher", "official"), ("TB", "official")]  # not comparable
 
 
 def test_official_notes_pool_both_codes_and_judge_the_gap():

@@ -78,3 +78,22 @@ def test_map_processes_keeps_order_and_matches_the_inline_run():
 def test_map_processes_refuses_bad_worker_counts(workers):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         runtime.map_processes(_seeded_draw, [(0, 1)], workers=workers)
+
+
+def _cpus_of_this_process(_: int) -> list[int]:
+    import os
+    import time
+
+    time.sleep(0.5)  # long enough that both workers take jobs
+    return sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("os"), "sched_getaffinity")
+    or len(__import__("os").sched_getaffinity(0)) < 2,
+    reason="needs two CPUs",
+)
+def test_map_processes_pins_each_worker_to_its_own_cpu():
+    cpus = runtime.map_processes(_cpus_of_this_process, [(i,) for i in range(6)], workers=2)
+    assert all(len(c) == 1 for c in cpus)  # each worker alone on one CPU
+    assert len({c[0] for c in cpus}) == 2  # the two workers on different CPUs

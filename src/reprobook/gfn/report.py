@@ -354,16 +354,34 @@ def official_backward_table(official: dict) -> pd.DataFrame:
 
 
 def official_reference_table(official: dict, metrics: dict) -> pd.DataFrame:
-    """Modes found per arm by the official code at the full profile's budget and by this run."""
+    """Per arm, the official code's runs at the full profile's budget and this run's: modes found
+    in training, modes among fresh samples of the final student and its eval L1 (mean over
+    terminal states), per seed. This run's rows appear only when it has the same grid and budget."""
     ref = official["reference_runs"]
+    fresh = f"modes among {ref['eval_samples']:,} fresh student samples, per seed"
+    same = (metrics["grid"]["ndim"], metrics["grid"]["height"], metrics["n_iterations"]) == (
+        ref["ndim"],
+        ref["height"],
+        ref["n_iterations"],
+    ) and metrics.get("eval_samples") == ref["eval_samples"]
     rows = []
     for row in ref["rows"]:
-        rows.append({"method": ARM_LABELS.get(row["arm"], row["arm"]), "code": "official",
-                     **_modes_cells(row["modes_per_seed"])})  # fmt: skip
+        rows.append({
+            "method": ARM_LABELS.get(row["arm"], row["arm"]), "code": "official",
+            **_modes_cells(row["modes_per_seed"]),
+            fresh: "/".join(str(m) for m in row["fresh_modes_per_seed"]),
+            "eval L1, mean (×1e-5)": report.fmt_mean_se(row["eval_l1_mean_per_seed"], 3, 1e5),
+        })  # fmt: skip
         ours = metrics["aggregate"].get(row["arm"])
-        if ours is not None:
-            rows.append({"method": ours["label"], "code": "this book",
-                         **_modes_cells(ours["final_modes_per_seed"])})  # fmt: skip
+        if same and ours is not None:
+            l1 = [r["eval_l1"]["mean"] for r in sorted(metrics["runs"][row["arm"]],
+                                                       key=lambda r: r["seed"])]  # fmt: skip
+            rows.append({
+                "method": ours["label"], "code": "this book",
+                **_modes_cells(ours["final_modes_per_seed"]),
+                fresh: "/".join(str(m) for m in ours["eval_modes_per_seed"]),
+                "eval L1, mean (×1e-5)": report.fmt_mean_se(l1, 3, 1e5),
+            })  # fmt: skip
     return pd.DataFrame(rows).set_index(["method", "code"])
 
 
