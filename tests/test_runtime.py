@@ -68,7 +68,7 @@ def _seeded_draw(seed: int, n: int) -> list[float]:
 def test_map_processes_keeps_order_and_matches_the_inline_run():
     jobs = [(0, 3), (1, 2), (2, 4)]
     inline = runtime.map_processes(_seeded_draw, jobs, workers=1)
-    pooled = runtime.map_processes(_seeded_draw, jobs, workers=2)
+    pooled = runtime.map_processes(_seeded_draw, jobs, workers=2, progress="draws")
     assert [r[1:] for r in pooled] == [r[1:] for r in inline]
     assert [len(r) for r in pooled] == [4, 3, 5]
     assert all(r[0] == 1 for r in pooled)  # one thread per worker process

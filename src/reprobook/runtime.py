@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.std import tqdm
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -45,25 +46,26 @@ def _pin_worker(cpus: Any) -> None:
         os.sched_setaffinity(0, {cpus.get()})
 
 
-def _one_thread_job(job: tuple[Callable[..., Any], tuple]) -> Any:
-    torch.set_num_threads(1)
-    fn, args = job
-    return fn(*args)
-
-
-def map_processes(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 1) -> list[Any]:
+def map_processes(
+    fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 1, progress: str | None = None
+) -> list[Any]:
     """``[fn(*args) for args in jobs]``, in order, over ``workers`` single-threaded processes.
 
     For loops bound by Python overhead (small networks, batch 16), one thread per process and one
     process per core beat more threads in one process; each worker is pinned to its own CPU
     when the process may use at least ``workers`` of them. ``workers = 1`` runs in this process,
     with its thread setting unchanged. ``fn`` must be importable (a module-level function); a job
-    that seeds its own generators returns the same result in either mode.
+    that seeds its own generators returns the same result in either mode. ``progress`` names a
+    progress bar over the jobs (none when None).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+
+    def bar(items: Any) -> Any:
+        return tqdm(items, total=len(jobs), desc=progress, disable=progress is None, mininterval=10)
+
     if workers == 1 or len(jobs) <= 1:
-        return [fn(*args) for args in jobs]
+        return [fn(*args) for args in bar(jobs)]
     spawn = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
     workers = min(workers, len(jobs))
     # Pin each worker to its own CPU when there are enough: unpinned, two single-threaded
@@ -77,7 +79,7 @@ def map_processes(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=spawn, initializer=_pin_worker, initargs=(queue,)
     ) as pool:
-        return list(pool.map(_one_thread_job, [(fn, tuple(args)) for args in jobs]))
+        return list(bar(pool.map(fn, *zip(*jobs, strict=True))))
 
 
 def pick_device(prefer_gpu: bool = True) -> torch.device:

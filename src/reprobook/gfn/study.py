@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm.std import tqdm
 
 from reprobook.gfn.grid import (
     all_states,
@@ -159,13 +158,7 @@ def mode_discovery(config: Config, seeds: Sequence[int], progress: bool = True) 
     first = ("tb_prt", "teacher")
     order = sorted(config.arms, key=lambda arm: first.index(arm) if arm in first else len(first))
     jobs = [(arm, config.ndim, config.height, settings, s) for arm in order for s in seeds]
-    if config.workers == 1:
-        jobs_done = [
-            _arm_summary(*job)
-            for job in tqdm(jobs, desc="runs", disable=not progress, mininterval=10)
-        ]
-    else:
-        jobs_done = map_processes(_arm_summary, jobs, config.workers)
+    jobs_done = map_processes(_arm_summary, jobs, config.workers, "runs" if progress else None)
     runs: dict[str, list[dict]] = {arm: [] for arm in config.arms}
     for summary in jobs_done:
         runs[summary["arm"]].append(summary)
@@ -179,7 +172,7 @@ def sample_map(config: Config, seed: int, progress: bool = True) -> dict:
     out["target"] = target_distribution(2, config.map_height).reshape(2 * (config.map_height,))
     out["target"] = out["target"].tolist()
     jobs = [(arm, config.map_height, settings, seed) for arm in config.map_arms]
-    entries = map_processes(_map_entry, jobs, config.workers)
+    entries = map_processes(_map_entry, jobs, config.workers, "map" if progress else None)
     out["arms"] = dict(zip(config.map_arms, entries, strict=True))
     return out
 
