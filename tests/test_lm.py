@@ -223,3 +223,43 @@ def test_load_causal_lm_unties_and_matches(saved_gpt2):
 def test_load_causal_lm_validates_its_name():
     with pytest.raises(ValueError, match="model_name"):
         hub.load_causal_lm("")
+
+
+def test_chain_nll_by_hand():
+    chain = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    tokens = torch.tensor([[0, 1, 2, 0], [2, 0, 0, 1]])
+    # from position 1: row 0 scores 0->1, 1->2, 2->0; row 1 scores 2->0, 0->0, 0->1
+    expected = torch.tensor(
+        [-(math.log(0.5) + math.log(0.75) + 0.0) / 3, -(0.0 + 2 * math.log(0.5)) / 3],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(corpus.chain_nll(chain, tokens), expected)
+    # from position 3 (a continuation after a prompt of 3): one transition each
+    torch.testing.assert_close(
+        corpus.chain_nll(chain, tokens, 3),
+        torch.tensor([-math.log(1.0), -math.log(0.5)], dtype=torch.float64),
+    )
+    impossible = corpus.chain_nll(chain, torch.tensor([[0, 2]]))  # probability 0: finite, huge
+    assert torch.isfinite(impossible).all() and impossible.item() > 600
+    with pytest.raises(ValueError, match="start"):
+        corpus.chain_nll(chain, tokens, 0)
+    with pytest.raises(ValueError, match="tokens must be in"):
+        corpus.chain_nll(chain, torch.tensor([[0, 3]]))
+
+
+def test_chain_nll_of_the_chains_own_text_is_near_its_entropy_rate():
+    chain = corpus.markov_language(8, 0.5, 0)
+    stream = corpus.sample_stream(chain, 20_000, torch.Generator().manual_seed(0))
+    nll = corpus.chain_nll(chain, stream[None, :]).item()
+    assert abs(nll - corpus.entropy_rate(chain)) < 0.05
+
+
+def test_rare_transition_share_by_hand():
+    chain = torch.tensor(
+        [[0.5, 0.5, 0.0], [0.0, 0.9995, 0.0005], [1.0, 0.0, 0.0]], dtype=torch.float64
+    )
+    tokens = torch.tensor([[0, 1, 2, 0], [2, 0, 0, 1]])  # 1->2 is rare (5e-4)
+    share = corpus.rare_transition_share(chain, tokens)
+    torch.testing.assert_close(share, torch.tensor([1 / 3, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="start"):
+        corpus.rare_transition_share(chain, tokens, 4)

@@ -12,7 +12,7 @@ import torch
 
 from reprobook import anchors, report
 from reprobook.lm.models import GPTConfig, TinyGPT
-from reprobook.metagrad import inner, plots, policy, rewards, study, targets
+from reprobook.metagrad import gradient_check, inner, judge, plots, policy, rewards, study, targets
 from reprobook.metagrad import report as chapter
 
 matplotlib.use("Agg")
@@ -337,7 +337,8 @@ def test_grpo_step_raises_the_likelihood_of_advantaged_sequences():
 
 TINY = dict(
     outer_steps=4, inner_steps=2, n_prompts=2, n_rollouts=2, eval_every=2, eval_batches=1,
-    cost_repeats=1,
+    cost_repeats=1, sgd_lr_grid=[0.1, 1.0], judge_steps=4, gradient_steps=[2],
+    gradient_samples=[16, 64], gradient_draws=2, workers=1,
 )  # fmt: skip
 
 
@@ -346,14 +347,13 @@ def tiny_study():
     config = study.resolve_config("smoke", targets=["sixseven", "l2_norm"], **TINY)
     config.update(pretrain_steps_generator=5, pretrain_steps_target=5, stream_tokens=2_000)
     setup = study.prepare(config, 0, progress=False)
-    runs = [
-        study.run_arm(config, setup, arm, target, progress=False)
-        for target in config.targets
-        for arm in study.ARMS
-    ]
+    runs, grid_runs = study.run_all(config, {0: setup}, progress=False)
     cost = study.attribution_cost(config, setup)
     fd = study.finite_difference_check(0)
-    metrics = study.build_metrics(config, [0], runs, {0: setup.facts}, cost, fd)
+    gradient = study.gradient_check(config)
+    metrics = study.build_metrics(
+        config, [0], runs, {0: setup.facts}, cost, fd, grid_runs, gradient
+    )
     metrics["claims"] = chapter.check_claims(metrics)
     return config, setup, metrics
 
@@ -389,13 +389,24 @@ def test_study_runs_end_to_end(tiny_study):
         assert [e["step"] for e in run["eval"]] == [0, 2, 4]
         if run["target"] == "sixseven":
             assert targets.picture_from_text(run["eval"][0]["picture"]).shape == (6, 7)
-            assert set(run["train"]) == {"phi", "pixel_accuracy", "nll"}
+            assert set(run["train"]) == {"phi", "pixel_accuracy", "nll", "chain_nll"}
         else:
-            assert set(run["train"]) == {"head_norm", "nll"}
+            assert set(run["train"]) == {"head_norm", "nll", "chain_nll"}
+        assert all(e["chain_nll"] > 0 for e in run["eval"])
+        assert set(run["judge"]) == {"start", "end"}
+        assert set(run["judge"]["end"]) == {"phi", "pixel_accuracy", "head_norm", "chain_nll"}
+        assert len(run["samples"]["end"]) == min(study.SAMPLES_SHOWN, config.n_prompts)
+        assert run["sgd_lr"] == (config.sgd_lr if run["arm"] == "sgd" else None)
         assert run["head_norm_floor"] < run["initial_head_norm"]
         assert set(run["eval"][-1]["sgd"]) == {"phi", "pixel_accuracy", "head_norm"}
     first = [r["eval"][0] for r in metrics["runs"] if r["target"] == "sixseven"]
     assert all(e == first[0] for e in first)  # every arm starts from the same generator
+    judged = [r["judge"]["start"] for r in metrics["runs"]]
+    assert all(j == judged[0] for j in judged)  # ... and the judge reads it the same way
+    grid = metrics["sgd_grid"]
+    assert list(grid["per_lr"]) == ["0.1", "1"] and grid["best_lr"] in (0.1, 1.0)
+    assert set(metrics["judge"]) == set(metrics["language"]) == {"sixseven", "l2_norm"}
+    assert metrics["gradient_check"]["limit_relative_error"] < 1e-8
     assert metrics["cost"]["n_examples"] == 4
     assert 0 <= metrics["cost"]["patch_gradient_share_below_sqrt_eps_root"] <= 1
     sgd = metrics["summary"]["sixseven"]["sgd"]
@@ -442,7 +453,9 @@ def test_report_module_follows_the_protocols(tiny_study):
     assert set(chapter.HEADLINE_CLAIMS) <= set(chapter.CLAIMS)
     _, _, metrics = tiny_study
     assert set(metrics["claims"]) <= set(chapter.CLAIMS)
-    assert len(chapter.CLAIMS) == 13  # 3 cost and sanity, 2 per target, 4 comparisons each
+    # 3 cost and sanity, 2 per target, judge rise, tuned SGD, 3 gradient checks, and per
+    # target 3 comparisons, 3 judge comparisons and Adam against SGD
+    assert len(chapter.CLAIMS) == 3 + 2 + 1 + 1 + 3 + 2 * 7
 
 
 def test_can_read_refuses_metrics_of_an_older_layout(tiny_study):
@@ -473,32 +486,6 @@ def _metrics(summary, ratio=3.0, fd_error=1e-7):
     }
 
 
-def _cell(metric, start, end, end_sgd=None):
-    return {"metric": metric, "start_mean": start, "end_mean": end, "end_sgd_mean": end_sgd}
-
-
-def test_check_claims_on_hand_made_metrics():
-    summary = {
-        "sixseven": {
-            "dpg": _cell("pixel_accuracy", 0.5, 0.9),
-            "naive": _cell("pixel_accuracy", 0.5, 0.95),
-            "sgd": _cell("pixel_accuracy", 0.5, 0.7, end_sgd=0.95),
-        },
-        "l2_norm": {"dpg": _cell("head_norm", 5.0, 4.8), "naive": _cell("head_norm", 5.0, 4.9)},
-    }
-    claims = chapter.check_claims(_metrics(summary))
-    assert claims["tau_matches_finite_differences"] and claims["metagradient_within_5x"]
-    assert claims["metagradient_cheaper_than_loo"]
-    assert claims["dpg_pixel_accuracy_rises"] and claims["dpg_norm_falls"]
-    assert not claims["dpg_beats_naive_sixseven"] and claims["dpg_beats_sgd_sixseven"]
-    assert claims["dpg_beats_naive_l2_norm"]  # lower norm is better
-    assert not claims["adam_beats_sgd_inner_loop_sixseven"]  # SGD's own target reached 0.95
-    worse = chapter.check_claims(_metrics(summary, ratio=6.0, fd_error=1e-3))
-    assert not worse["metagradient_within_5x"] and not worse["tau_matches_finite_differences"]
-    summary["sixseven"]["dpg"] = _cell("pixel_accuracy", 0.5, 0.7)
-    assert not chapter.check_claims(_metrics(summary))["dpg_pixel_accuracy_rises"]
-
-
 def _run(arm, seed, values, target="sixseven"):
     key = study.HEADLINE[target]
     evals = [{"step": s, key: v, "sgd": {key: v - 0.1}} for s, v in enumerate(values)]
@@ -513,6 +500,155 @@ HAND_RUNS = [
     _run("dpg", 0, [5.0, 4.0], "l2_norm"),
     _run("sgd", 0, [5.0, 4.5], "l2_norm"),
 ]
+
+
+def _judged(run, start, end):
+    key = study.HEADLINE[run["target"]]
+    return dict(run, judge={"start": {key: start}, "end": {key: end}})
+
+
+def test_check_claims_on_hand_made_metrics():
+    runs = [
+        _judged(_run("dpg", 0, [0.5, 0.9, 0.9, 0.9]), 0.5, 0.8),
+        _judged(_run("dpg", 1, [0.5, 0.8, 0.8, 0.8]), 0.5, 0.7),
+        _judged(_run("naive", 0, [0.5, 0.95, 0.95, 0.95]), 0.5, 0.6),  # ahead of DPG in seed 0
+        _judged(_run("naive", 1, [0.5, 0.6, 0.6, 0.6]), 0.5, 0.6),
+        _judged(_run("random", 0, [0.5, 0.5, 0.5, 0.5]), 0.5, 0.5),
+        _judged(_run("random", 1, [0.5, 0.5, 0.5, 0.5]), 0.5, 0.9),  # the judge prefers it
+        _run("dpg", 0, [5.0, 4.8, 4.8, 4.8], "l2_norm"),
+        _run("random", 0, [5.0, 4.9, 4.9, 4.9], "l2_norm"),
+    ]
+    metrics = _metrics(study.summarize(runs))
+    metrics["judge"] = study.summarize_judge(runs)
+    claims = chapter.check_claims(metrics)
+    assert claims["tau_matches_finite_differences"] and claims["metagradient_within_5x"]
+    assert claims["metagradient_cheaper_than_loo"]
+    assert claims["dpg_pixel_accuracy_rises"] and claims["dpg_norm_falls"]
+    assert not claims["dpg_beats_naive_sixseven"]  # better on average, not in every seed
+    assert claims["dpg_beats_random_sixseven"] and claims["dpg_beats_random_l2_norm"]
+    assert claims["judge_dpg_pixel_accuracy_rises"]
+    assert (
+        claims["judge_dpg_beats_naive_sixseven"] and not claims["judge_dpg_beats_random_sixseven"]
+    )
+    assert "adam_beats_sgd_tuned_sixseven" not in claims  # no grid in these metrics
+    worse = chapter.check_claims(_metrics(study.summarize(runs), ratio=6.0, fd_error=1e-3))
+    assert not worse["metagradient_within_5x"] and not worse["tau_matches_finite_differences"]
+    grid = {"dpg_minus_best": [0.1, -0.01], "dpg_minus_best_better": 1}
+    gradient = {
+        "limit_relative_error": 1e-12,
+        "rows": [
+            {"loop": "sgd", "inner_steps": 2, "n": 64, "cosine_mean": 0.5, "cosine_se": 0.1},
+            {"loop": "sgd", "inner_steps": 2, "n": 4096, "cosine_mean": 0.99, "cosine_se": 0.01},
+            {"loop": "sgd", "inner_steps": 8, "n": 4096, "cosine_mean": 0.2, "cosine_se": 0.01},
+            {"loop": "adamw", "inner_steps": 2, "n": 4096, "cosine_mean": 0.95, "cosine_se": 0.05},
+        ],
+    }
+    more = chapter.check_claims(dict(metrics, sgd_grid=grid, gradient_check=gradient))
+    assert not more["adam_beats_sgd_tuned_sixseven"] and more["limit_gradient_is_exact"]
+    assert more["dpg_gradient_agrees_sgd"]  # reads M = 2 at the largest n: 0.99 - 2 x 0.01
+    assert not more["dpg_gradient_agrees_adamw"]  # 0.95 - 2 x 0.05 < 0.9
+
+
+def test_summarize_sgd_grid_picks_the_best_rate_for_sgd():
+    def sgd(seed, lr, own):
+        run = _run("sgd", seed, [0.5, 0.5])
+        run["sgd_lr"] = lr
+        for e in run["eval"]:
+            e["sgd"]["pixel_accuracy"] = own
+        return run
+
+    runs = [
+        _run("dpg", 0, [0.5, 0.9]),
+        _run("dpg", 1, [0.5, 0.8]),
+        sgd(0, 0.1, 0.6),
+        sgd(1, 0.1, 0.7),
+    ]
+    grid = [sgd(0, 1.0, 0.85), sgd(1, 1.0, 0.75)]
+    out = study.summarize_sgd_grid(runs, grid)
+    assert list(out["per_lr"]) == ["0.1", "1"] and out["best_lr"] == 1.0
+    # DPG ends (mean of both evaluations) 0.7 and 0.65; SGD at lr 1 ends 0.85 and 0.75
+    assert out["dpg_minus_best"] == pytest.approx([-0.15, -0.1])
+    assert out["dpg_minus_best_better"] == 0
+    assert study.summarize_sgd_grid(runs[:2], []) == {}
+    table = chapter.sgd_grid_table({"sgd_grid": out})
+    assert table.loc["1", "best"] == "✓" and table.loc["0.1", "best"] == ""
+
+
+def test_tokens_text():
+    assert chapter.tokens_text([0, 25, 26, 31]) == "az05"
+    with pytest.raises(ValueError, match="letters"):
+        chapter.tokens_text([40])
+
+
+# --- the judge and the gradient check ------------------------------------------------------
+
+
+def test_judge_is_torch_adamw_and_matches_the_functional_loop_without_eps_root():
+    model, tokens = model64(), batch(n=6)
+    start = inner.initial_params(model)
+    settings = judge.Judge(steps=3, per_step=2, lr=1e-2)
+    trained = judge.sft(model, start, tokens, settings)
+    loop = inner.InnerLoop(steps=3, lr=1e-2, eps_root=0.0)
+    order = torch.arange(6).reshape(3, 2)  # the judge takes the rollouts in the order given
+    ours = inner.train_detached(model, start, tokens, order, loop)
+    for name, parameter in trained.named_parameters():
+        torch.testing.assert_close(parameter.detach(), ours[name], rtol=1e-9, atol=1e-12)
+    for name, parameter in model.named_parameters():  # the model itself is untouched
+        assert torch.equal(parameter.detach(), start[name])
+    scores = judge.judge_data(model, start, "head.weight", tokens, settings)
+    assert set(scores) == {"phi", "pixel_accuracy", "head_norm"}
+    with pytest.raises(ValueError, match="6 rollouts"):
+        judge.sft(model, start, tokens[:4], settings)
+    with pytest.raises(ValueError, match="steps"):
+        judge.Judge(steps=0)
+
+
+def test_true_gradient_matches_finite_differences_and_the_limit_formula():
+    model, start, sequences, theta = gradient_check.tiny_problem(0, vocab=8, length=2)
+    assert sequences.shape == (64, 2) and len(set(map(tuple, sequences.tolist()))) == 64
+    metric = targets.make_target("sixseven", "head.weight", start).phi
+    loop = inner.InnerLoop(steps=2, lr=1e-2)
+    truth = gradient_check.true_gradient(theta, model, start, sequences, metric, loop)
+    step = 1e-6
+    for i in (0, 17, 63):
+        bump = torch.zeros_like(theta)
+        bump[i] = step
+        up = gradient_check.population_objective(
+            theta + bump, model, start, sequences, metric, loop
+        )
+        down = gradient_check.population_objective(
+            theta - bump, model, start, sequences, metric, loop
+        )
+        assert float((up - down) / (2 * step)) == pytest.approx(
+            float(truth[i]), rel=1e-4, abs=1e-12
+        )
+    limit = gradient_check.limit_gradient(theta, model, start, sequences, metric, loop)
+    assert gradient_check.agreement(limit, truth)[1] < 1e-10
+    with pytest.raises(ValueError, match="vocab >= 2"):
+        gradient_check.all_sequences(1, 2)
+
+
+def test_dpg_gradient_approaches_the_true_one_through_sgd():
+    model, start, sequences, theta = gradient_check.tiny_problem(0)
+    metric = targets.make_target("sixseven", "head.weight", start).phi
+    loop = inner.InnerLoop(optimizer="sgd", steps=2, lr=0.1)
+    truth = gradient_check.true_gradient(theta, model, start, sequences, metric, loop)
+    rng = torch.Generator().manual_seed(0)
+    cosines = {
+        n: [
+            gradient_check.agreement(
+                gradient_check.dpg_gradient(theta, model, start, sequences, metric, loop, n, rng),
+                truth,
+            )[0]
+            for _ in range(3)
+        ]
+        for n in (32, 8192)
+    }
+    assert min(cosines[8192]) > 0.95 and sum(cosines[8192]) > sum(cosines[32])
+    out = gradient_check.gradient_study({"sgd": loop}, [2], [64], draws=2)
+    assert out["limit_relative_error"] < 1e-10 and out["rows"][0]["n"] == 64
+    with pytest.raises(ValueError, match="draws"):
+        gradient_check.gradient_study({"sgd": loop}, [2], [64], draws=1)
 
 
 def test_summarize_takes_the_last_three_evaluations_and_pairs_seeds():
@@ -544,7 +680,13 @@ def _hand_metrics():
     return {
         "seeds": [0, 1],
         "settings": settings,
-        "setups": {"0": {"target_parameters": 1234, "generator_parameters": 56789}},
+        "setups": {
+            "0": {
+                "target_parameters": 1234,
+                "generator_parameters": 56789,
+                "language_entropy_rate": 1.2345,
+            },
+        },  # fmt: skip
         "summary": study.summarize(HAND_RUNS),
         "cost": cost,
     }
@@ -570,6 +712,8 @@ def test_key_number_and_prose_numbers_on_the_hand_case():
     assert numbers["dpg_l2_start"] == "5.000" and numbers["dpg_l2_end"] == "4.500"
     assert numbers["dpg_l2_change"] == "-0.500" and numbers["l2_other_changes"] == "sgd -0.250"
     assert all(isinstance(v, str) and v for v in numbers.values())
+    assert numbers["entropy_rate"] == "1.23" and numbers["judge_dpg_67_end"] == chapter.NOT_RUN
+    assert numbers["sgd_best_lr"] == numbers["gradient_cosine_sgd"] == chapter.NOT_RUN
     del metrics["summary"]["l2_norm"]  # a run without the l2 target: the same keys, "not run"
     fewer = chapter.prose_numbers(metrics)
     assert set(fewer) == set(numbers)

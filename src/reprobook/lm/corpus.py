@@ -68,3 +68,37 @@ def _check_transitions(transitions: Tensor) -> int:
     ):
         raise ValueError("transitions must have non-negative rows that sum to 1")
     return transitions.shape[0]
+
+
+def chain_nll(transitions: Tensor, tokens: Tensor, start: int = 1) -> Tensor:
+    """Per-sequence mean negative log-likelihood (nats per token) under the true chain.
+
+    Scores ``tokens[:, start:]``, each token given the one before it (so ``start >= 1``): with
+    the last prompt token at ``start - 1``, the score of a continuation. Transitions the chain
+    gives probability 0 cost ``-log(1e-300)``, finite so that means stay readable.
+    """
+    vocab = _check_transitions(transitions)
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must be [batch, length], got shape {tuple(tokens.shape)}")
+    if not 1 <= start < tokens.shape[1]:
+        raise ValueError(f"start must be in [1, {tokens.shape[1] - 1}], got {start}")
+    if tokens.min() < 0 or tokens.max() >= vocab:
+        raise ValueError(f"tokens must be in [0, {vocab}), got [{tokens.min()}, {tokens.max()}]")
+    probabilities = transitions[tokens[:, start - 1 : -1], tokens[:, start:]]
+    return -probabilities.clamp(min=1e-300).log().mean(1)
+
+
+def rare_transition_share(
+    transitions: Tensor, tokens: Tensor, start: int = 1, threshold: float = 1e-3
+) -> Tensor:
+    """Per-sequence share of the scored transitions that the chain takes with probability below
+    ``threshold``: a robust companion of ``chain_nll``, whose mean a few near-impossible
+    transitions can dominate."""
+    vocab = _check_transitions(transitions)
+    if not 1 <= start < tokens.shape[1] or tokens.min() < 0 or tokens.max() >= vocab:
+        raise ValueError(
+            f"need 1 <= start < length and tokens in [0, {vocab}); got start {start}, "
+            f"tokens of shape {tuple(tokens.shape)}"
+        )
+    probabilities = transitions[tokens[:, start - 1 : -1], tokens[:, start:]]
+    return (probabilities < threshold).double().mean(1)

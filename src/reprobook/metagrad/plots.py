@@ -158,3 +158,27 @@ def plot_attribution(cost: dict) -> plt.Figure:
     )
     ax.legend(loc="upper left")
     return fig
+
+
+def plot_gradient_check(gradient: dict) -> plt.Figure:
+    """Cosine of DPG's gradient with the true one against the sample size, one panel per inner
+    loop, one line per M (band: mean ± 2 SE over draws)."""
+    loops = list(dict.fromkeys(r["loop"] for r in gradient["rows"]))
+    fig, axes = plt.subplots(1, len(loops), figsize=(7.2, 3.4), sharey=True, squeeze=False)
+    steps = sorted({r["inner_steps"] for r in gradient["rows"]})
+    palette = dict(zip(steps, plotting.colors(len(steps)), strict=True))
+    for ax, loop in zip(axes[0], loops, strict=True):
+        rows = [r for r in gradient["rows"] if r["loop"] == loop]
+        for m in steps:
+            cell = sorted((r for r in rows if r["inner_steps"] == m), key=lambda r: r["n"])
+            plotting.errorbar_line(
+                ax, [r["n"] for r in cell], [r["cosine_mean"] for r in cell],
+                [2 * r["cosine_se"] for r in cell], f"M = {m}", color=palette[m],
+            )  # fmt: skip
+        ax.set_xscale("log")
+        ax.axhline(1.0, color="grey", linestyle=":")
+        ax.set_xlabel("n: sequences sampled for one estimate")
+        ax.set_title(f"inner loop: {rows[0]['optimizer']} (lr {rows[0]['lr']:g})")
+    axes[0][0].set_ylabel("cosine(DPG gradient, true gradient)")
+    axes[0][-1].legend(loc="lower right")
+    return fig

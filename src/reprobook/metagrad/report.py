@@ -12,10 +12,13 @@ import pandas as pd
 
 from reprobook import report
 from reprobook.metagrad import study
-from reprobook.metagrad.study import ARM_LABELS, TARGET_LABELS, better
+from reprobook.metagrad.study import ARM_LABELS, TARGET_LABELS
 
 METRICS_VERSION = study.METRICS_VERSION  # the layout of the metrics that study writes
-REQUIRED_KEYS = ("runs", "summary", "cost", "finite_difference_check", "claims")
+REQUIRED_KEYS = (
+    "runs", "summary", "judge", "language", "sgd_grid", "gradient_check", "cost",
+    "finite_difference_check", "claims",
+)  # fmt: skip
 PAPER_CLAIM = (
     "using only supervised fine-tuning on examples written by a generator trained with exact "
     "metagradient rewards (Dataset Policy Gradient), a target model's LM head can be made to "
@@ -29,7 +32,19 @@ CLAIMS = {
     "dpg_pixel_accuracy_rises": "DPG raises the held-out “67” pixel accuracy by at least 0.25 "
     "(half-way from chance to 1)",
     "dpg_norm_falls": "DPG lowers the held-out norm of the target's head",
+    "judge_dpg_pixel_accuracy_rises": "the independent judge (a fresh target fine-tuned for "
+    "many more steps on many more rollouts) reads a higher “67” pixel accuracy from DPG's "
+    "final generator than from the pretrained one, in every seed",
+    "adam_beats_sgd_tuned_sixseven": "“67”: DPG through AdamW ends better than the SGD arm "
+    "through its own SGD inner loop at the best learning rate of the grid, in every seed",
+    "dpg_gradient_agrees_sgd": "on the enumerable problem, DPG's gradient through the SGD inner "
+    "loop points along the true gradient (cosine >= 0.9, lower end of mean - 2 SE, at the "
+    "largest sample and the fewest inner steps)",
+    "dpg_gradient_agrees_adamw": "the same through the AdamW inner loop",
+    "limit_gradient_is_exact": "DPG's formula at the population weights equals the true "
+    "gradient (relative error <= 1e-8; sanity of the check)",
 }
+GRADIENT_COSINE = 0.9
 
 
 def _comparison_claims() -> dict[str, str]:
@@ -39,19 +54,23 @@ def _comparison_claims() -> dict[str, str]:
         for arm, label in (("naive", "the naive reward"), ("sgd", "the SGD arm"),
                            ("random", "random rewards")):  # fmt: skip
             out[f"dpg_beats_{arm}_{target}"] = (
-                f"{name}: DPG ends better than {label}, both arms' rollouts scored through AdamW"
+                f"{name}: DPG ends better than {label} in every seed, both arms' rollouts "
+                "scored through AdamW"
+            )
+            out[f"judge_dpg_beats_{arm}_{target}"] = (
+                f"{name}: by the independent judge, DPG's final data beat {label}'s in every seed"
             )
         out[f"adam_beats_sgd_inner_loop_{target}"] = (
             f"{name}: DPG through AdamW ends better than the SGD arm through its own SGD inner "
-            "loop (each pipeline with its own optimizer)"
+            "loop at the profile's SGD lr, in every seed (each pipeline with its own optimizer)"
         )
     return out
 
 
 CLAIMS |= _comparison_claims()
 HEADLINE_CLAIMS = (
-    "dpg_pixel_accuracy_rises", "dpg_norm_falls", "dpg_beats_naive_sixseven",
-    "adam_beats_sgd_inner_loop_sixseven",
+    "dpg_pixel_accuracy_rises", "judge_dpg_pixel_accuracy_rises", "dpg_beats_random_l2_norm",
+    "dpg_beats_naive_sixseven", "adam_beats_sgd_tuned_sixseven",
 )  # fmt: skip
 KEY_ANCHOR = "sixseven_result"
 NOT_RUN = "not run"
@@ -67,10 +86,13 @@ def check_claims(metrics: dict, min_rise: float = 0.25) -> dict[str, bool]:
     - ``dpg_pixel_accuracy_rises``: DPG's "67" pixel accuracy ends at least ``min_rise`` above
       where it started (0.5 is chance: 0.25 is half-way to 1);
     - ``dpg_norm_falls``: DPG's trained head norm ends below where it started;
-    - ``dpg_beats_<arm>_<target>``: DPG's end is better than that arm's, both arms' rollouts
-      scored through the AdamW inner loop;
+    - ``dpg_beats_<arm>_<target>``: DPG's end is better than that arm's in every seed (paired
+      by seed), both arms' rollouts scored through the AdamW inner loop;
     - ``adam_beats_sgd_inner_loop_<target>``: DPG scored through AdamW beats the SGD arm scored
-      through its own SGD inner loop (each pipeline with its own optimizer).
+      through its own SGD inner loop in every seed (each pipeline with its own optimizer);
+    - ``judge_*``: the same readings by the independent judge;
+    - ``adam_beats_sgd_tuned_sixseven``: ... against SGD at the grid's best learning rate;
+    - ``dpg_gradient_agrees_*`` and ``limit_gradient_is_exact``: Experiment 5's check.
     """
     fd, cost, summary = metrics["finite_difference_check"], metrics["cost"], metrics["summary"]
     claims = {
@@ -87,16 +109,48 @@ def check_claims(metrics: dict, min_rise: float = 0.25) -> dict[str, bool]:
         else:
             claims["dpg_norm_falls"] = dpg["end_mean"] < dpg["start_mean"]
         for arm, cell in per_arm.items():
-            if arm == "dpg":
+            if arm == "dpg" or "dpg_minus" not in cell:
                 continue
-            claims[f"dpg_beats_{arm}_{target}"] = better(
-                dpg["metric"], dpg["end_mean"], cell["end_mean"]
-            )
-            if arm == "sgd":
-                claims[f"adam_beats_sgd_inner_loop_{target}"] = better(
-                    dpg["metric"], dpg["end_mean"], cell["end_sgd_mean"]
-                )
+            claims[f"dpg_beats_{arm}_{target}"] = _every_seed(cell)
+            if "own_minus" in cell:
+                claims[f"adam_beats_sgd_inner_loop_{target}"] = _every_seed(cell, "own_minus")
+    for target, per_arm in metrics.get("judge", {}).items():
+        dpg = per_arm.get("dpg")
+        if dpg is None:
+            continue
+        if target == "sixseven":
+            claims["judge_dpg_pixel_accuracy_rises"] = all(c > 0 for c in dpg["change"])
+        for arm, cell in per_arm.items():
+            if arm != "dpg" and "dpg_minus" in cell:
+                claims[f"judge_dpg_beats_{arm}_{target}"] = _every_seed(cell)
+    grid = metrics.get("sgd_grid") or {}
+    if grid:
+        claims["adam_beats_sgd_tuned_sixseven"] = grid["dpg_minus_best_better"] == len(
+            grid["dpg_minus_best"]
+        )
+    gradient = metrics.get("gradient_check")
+    if gradient:
+        claims["limit_gradient_is_exact"] = gradient["limit_relative_error"] <= 1e-8
+        for loop in ("sgd", "adamw"):
+            row = gradient_headline_row(gradient, loop)
+            if row is not None:
+                low = row["cosine_mean"] - 2 * row["cosine_se"]
+                claims[f"dpg_gradient_agrees_{loop}"] = low >= GRADIENT_COSINE
     return claims
+
+
+def _every_seed(cell: dict, name: str = "dpg_minus") -> bool:
+    """DPG better than the arm in every seed (paired by seed)."""
+    return cell[f"{name}_better"] == len(cell[name])
+
+
+def gradient_headline_row(gradient: dict, loop: str) -> dict | None:
+    """The cell the gradient claims read: the fewest inner steps and the largest sample."""
+    rows = [r for r in gradient["rows"] if r["loop"] == loop]
+    if not rows:
+        return None
+    m = min(r["inner_steps"] for r in rows)
+    return max((r for r in rows if r["inner_steps"] == m), key=lambda r: r["n"])
 
 
 def _pm(cell: dict, which: str) -> str:
@@ -231,6 +285,41 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
                 + (f"; changes of the others: {others}" if others else "")
                 + ")"
             )
+    judge = metrics.get("judge", {}).get("sixseven", {}).get("dpg")
+    if judge is not None and "sixseven_result" in found:
+        found["sixseven_result"] += (
+            f"; the independent judge reads {_pm(judge, 'start')} → {_pm(judge, 'end')}"
+        )
+    grid = metrics.get("sgd_grid") or {}
+    if grid and "adam_vs_sgd" in found:
+        found["adam_vs_sgd"] += (
+            f"; against SGD at the best rate of the grid ({grid['best_lr']:g}): DPG − SGD "
+            f"{_grid_text(grid)}"
+        )
+    gradient = metrics.get("gradient_check")
+    if gradient:
+        parts = []
+        for loop in ("sgd", "adamw"):
+            row = gradient_headline_row(gradient, loop)
+            if row is not None:
+                parts.append(
+                    f"{loop} {row['cosine_mean']:.2f} ± {row['cosine_se']:.2f} (M = "
+                    f"{row['inner_steps']}, n = {row['n']:,})"
+                )
+        found["theorem_3_1"] = (
+            f"cosine of DPG's gradient with the true one on an enumerable problem "
+            f"({gradient['n_sequences']} sequences, tabular generator): " + "; ".join(parts)
+        )
+    language = metrics.get("language", {})
+    if language:
+        found["kl_and_language"] = "KL 0 here too; held-out rollouts' chain NLL, " + (
+            "; ".join(
+                f"{'67' if t == 'sixseven' else 'ℓ²'} DPG {_pm(c['dpg'], 'start')} → "
+                f"{_pm(c['dpg'], 'end')}"
+                for t, c in language.items() if "dpg" in c
+            )
+            + f" nats per token (the language's own text: {entropy_rate(metrics):.2f})"
+        )  # fmt: skip
     if main:
         found["main_claim"] = "held-out, DPG, mean over seeds: " + "; ".join(main)
     if versus_naive:
@@ -265,14 +354,20 @@ def reading_notes(metrics: dict) -> str:
         for arm, cell in per_arm.items():
             if arm == "dpg" or "dpg_minus" not in cell:
                 continue
-            verdict = "better" if claims.get(f"dpg_beats_{arm}_{target}") else "not better"
+            verdict = (
+                "better in every seed"
+                if claims.get(f"dpg_beats_{arm}_{target}")
+                else "not better in every seed"
+            )
             lines.append(
-                f"  - against {ARM_LABELS[arm]}: {_pm(cell, 'end')}; DPG is {verdict} on average "
+                f"  - against {ARM_LABELS[arm]}: {_pm(cell, 'end')}; DPG is {verdict} "
                 f"(DPG − this arm {_paired(cell)})."
             )
             if "own_minus" in cell:
                 own = (
-                    "better" if claims.get(f"adam_beats_sgd_inner_loop_{target}") else "not better"
+                    "better in every seed"
+                    if claims.get(f"adam_beats_sgd_inner_loop_{target}")
+                    else "not better in every seed"
                 )
                 lines.append(
                     f"  - the SGD arm scored through its own SGD inner loop reaches "
@@ -289,7 +384,59 @@ def reading_notes(metrics: dict) -> str:
         f"√eps_root = {cost['sqrt_eps_root']:.1e} "
         f"({100 * cost['patch_gradient_share_below_sqrt_eps_root']:.0f} % of the patch below it)."
     )
-    return "\n".join(lines)
+    return "\n".join(lines + evidence_notes(metrics))
+
+
+def evidence_notes(metrics: dict) -> list[str]:
+    """Notes on the judge, the language, the SGD grid and the gradient check, from numbers."""
+    claims, lines = metrics["claims"], []
+    judge = metrics.get("judge", {})
+    if "sixseven" in judge and "dpg" in judge["sixseven"]:
+        dpg = judge["sixseven"]["dpg"]
+        held = (
+            "in every seed" if claims.get("judge_dpg_pixel_accuracy_rises") else "not in every seed"
+        )
+        lines.append(
+            f"- **The independent judge** reads DPG's “67” from {_pm(dpg, 'start')} (pretrained "
+            f"generator) to {_pm(dpg, 'end')} (final generator): higher {held}."
+        )
+    for target, per_arm in judge.items():
+        for arm, cell in per_arm.items():
+            if arm != "dpg" and "dpg_minus" in cell:
+                lines.append(
+                    f"  - judge, {TARGET_LABELS[target]}, against {ARM_LABELS[arm]}: "
+                    f"DPG − this arm {_paired(cell)}."
+                )
+    rate = entropy_rate(metrics)
+    for target, per_arm in metrics.get("language", {}).items():
+        parts = ", ".join(
+            f"{arm} {_pm(cell, 'start')} → {_pm(cell, 'end')}" for arm, cell in per_arm.items()
+        )
+        lines.append(
+            f"- **Still the language?** On {TARGET_LABELS[target]}, the held-out rollouts' NLL "
+            f"under the true chain (nats per token; the language's own text: {rate:.2f}), start "
+            f"→ end: {parts}."
+        )
+    grid = metrics.get("sgd_grid") or {}
+    if grid:
+        lines.append(
+            f"- **SGD's learning rate**: of {', '.join(grid['per_lr'])}, {grid['best_lr']:g} gave "
+            f"the SGD arm its best “67” through its own loop; DPG through AdamW minus it: "
+            f"{_grid_text(grid)}."
+        )
+    gradient = metrics.get("gradient_check")
+    if gradient:
+        for loop in ("sgd", "adamw"):
+            row = gradient_headline_row(gradient, loop)
+            if row is None:
+                continue
+            verdict = "holds" if claims.get(f"dpg_gradient_agrees_{loop}") else "does not hold"
+            lines.append(
+                f"- **Gradient check, {loop}**: at M = {row['inner_steps']} and n = {row['n']:,}, "
+                f"cosine {row['cosine_mean']:.2f} ± {row['cosine_se']:.2f} with the true "
+                f"gradient (the ≥ {GRADIENT_COSINE} claim {verdict})."
+            )
+    return lines
 
 
 def _dpg_cell(metrics: dict, target: str) -> dict | None:
@@ -308,8 +455,7 @@ def key_number(metrics: dict) -> str:
 
 
 def _versus(metrics: dict, target: str, arm: str, name: str = "dpg_minus") -> str:
-    cell = metrics["summary"].get(target, {}).get(arm)
-    return _paired(cell, name) if cell is not None and name in cell else NOT_RUN
+    return _versus_in(metrics["summary"], target, arm, name)
 
 
 def prose_numbers(metrics: dict) -> dict[str, str]:
@@ -356,4 +502,163 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         ", ".join(f"{arm} {_pm(cell, 'change')}" for arm, cell in others.items() if arm != "dpg")
         or NOT_RUN
     )
+    out |= _new_evidence_numbers(metrics)
     return out
+
+
+def _cell_text(table: dict, target: str, arm: str, which: str) -> str:
+    cell = table.get(target, {}).get(arm)
+    return _pm(cell, which) if cell is not None and which in cell else NOT_RUN
+
+
+def _new_evidence_numbers(metrics: dict) -> dict[str, str]:
+    """Prose numbers of the judge, the language check, the SGD grid and the gradient check."""
+    judge, language = metrics.get("judge", {}), metrics.get("language", {})
+    out = {
+        "judge_steps": str(metrics["settings"].get("judge_steps", NOT_RUN)),
+        "judge_rollouts": NOT_RUN,
+        "entropy_rate": f"{entropy_rate(metrics):.2f}",
+    }
+    s = metrics["settings"]
+    if "judge_steps" in s:
+        per_step = s["n_prompts"] * s["n_rollouts"] // s["inner_steps"]
+        out["judge_rollouts"] = f"{s['judge_steps'] * per_step:,}"
+    for key, target in (("67", "sixseven"), ("l2", "l2_norm")):
+        for which in ("start", "end", "change"):
+            out[f"judge_dpg_{key}_{which}"] = _cell_text(judge, target, "dpg", which)
+            out[f"chain_nll_dpg_{key}_{which}"] = _cell_text(language, target, "dpg", which)
+        for which in ("start", "end"):
+            out[f"rare_dpg_{key}_{which}"] = _cell_text(language, target, "dpg", f"rare_{which}")
+        for arm in ("naive", "random"):
+            out[f"judge_dpg_minus_{arm}_{key}"] = _versus_in(judge, target, arm)
+        out[f"chain_nll_random_{key}_end"] = _cell_text(language, target, "random", "end")
+    grid = metrics.get("sgd_grid") or {}
+    out["sgd_lr_grid"] = ", ".join(grid["per_lr"]) if grid else NOT_RUN
+    out["sgd_best_lr"] = f"{grid['best_lr']:g}" if grid else NOT_RUN
+    out["dpg_minus_sgd_best_67"] = _grid_text(grid) if grid else NOT_RUN
+    gradient = metrics.get("gradient_check")
+    for loop in ("sgd", "adamw"):
+        row = gradient_headline_row(gradient, loop) if gradient else None
+        out[f"gradient_cosine_{loop}"] = (
+            f"{row['cosine_mean']:.2f} ± {row['cosine_se']:.2f}" if row else NOT_RUN
+        )
+        out[f"gradient_cell_{loop}"] = (
+            f"M = {row['inner_steps']}, n = {row['n']:,}" if row else NOT_RUN
+        )
+    out["gradient_sequences"] = f"{gradient['n_sequences']}" if gradient else NOT_RUN
+    return out
+
+
+def _versus_in(table: dict, target: str, arm: str, name: str = "dpg_minus") -> str:
+    cell = table.get(target, {}).get(arm)
+    return _paired(cell, name) if cell is not None and name in cell else NOT_RUN
+
+
+# --- the independent judge, the language, the SGD grid, the gradient check ----------------
+
+TOKEN_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def tokens_text(tokens: list[int]) -> str:
+    """Tokens as one letter each (a = 0, ..., z = 25, 0 = 26, ...): a rollout fits one line."""
+    if any(not 0 <= t < len(TOKEN_LETTERS) for t in tokens):
+        raise ValueError(f"tokens must be in [0, {len(TOKEN_LETTERS)}) to be shown as letters")
+    return "".join(TOKEN_LETTERS[t] for t in tokens)
+
+
+def judge_table(metrics: dict) -> pd.DataFrame:
+    """The judge's reading of each target's metric per arm, start to end, DPG - arm paired."""
+    rows = []
+    for target, per_arm in metrics["judge"].items():
+        for arm, cell in per_arm.items():
+            rows.append({
+                "target": TARGET_LABELS[target], "arm": ARM_LABELS[arm],
+                "judged": cell["metric"].replace("_", " "),
+                "pretrained generator": _pm(cell, "start"), "final generator": _pm(cell, "end"),
+                "change (paired)": _pm(cell, "change"),
+                "DPG − this arm (paired)": _paired(cell) if "dpg_minus" in cell else "—",
+                "end, per seed": _per_seed(cell["end"]),
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["target", "arm"])
+
+
+def _per_seed(values: list[float], digits: int = 3) -> str:
+    return "/".join(f"{v:.{digits}f}" for v in values)
+
+
+def language_table(metrics: dict) -> pd.DataFrame:
+    """Held-out rollouts' NLL under the true chain per arm, start and end (nats per token), and
+    the share of their transitions that the chain takes with probability below 1e-3."""
+    rows = []
+    for target, per_arm in metrics["language"].items():
+        for arm, cell in per_arm.items():
+            rows.append({
+                "target": TARGET_LABELS[target], "arm": ARM_LABELS[arm],
+                "NLL at step 0": _pm(cell, "start"), "NLL at the end": _pm(cell, "end"),
+                "change (paired)": _pm(cell, "change"), "NLL end, per seed": _per_seed(cell["end"]),
+                "rare transitions at step 0": _pm(cell, "rare_start"),
+                "rare transitions at the end": _pm(cell, "rare_end"),
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["target", "arm"])
+
+
+def entropy_rate(metrics: dict) -> float:
+    """The language's entropy rate (nats per token), mean over seeds: the NLL of its own text."""
+    return float(np.mean([f["language_entropy_rate"] for f in metrics["setups"].values()]))
+
+
+def samples_table(metrics: dict, target: str, seed: int | None = None) -> pd.DataFrame:
+    """Held-out rollouts of the pretrained and final generators of each arm, as letters."""
+    runs = [r for r in metrics["runs"] if r["target"] == target and "samples" in r]
+    if not runs:
+        raise ValueError(f"no run of target {target!r} kept samples")
+    seed = runs[0]["seed"] if seed is None else seed
+    runs = [r for r in runs if r["seed"] == seed]
+    rows = [("pretrained", s) for s in runs[0]["samples"]["start"]]
+    rows += [(ARM_LABELS[r["arm"]], s) for r in runs for s in r["samples"]["end"]]
+    return pd.DataFrame(
+        [
+            {
+                "generator": who,
+                "prompt": tokens_text(s["prompt"]),
+                "rollout": tokens_text(s["completion"]),
+                "NLL under the chain": f"{s['chain_nll']:.2f}",
+            }
+            for who, s in rows
+        ]  # fmt: skip
+    ).set_index("generator")
+
+
+def sgd_grid_table(metrics: dict) -> pd.DataFrame:
+    """The SGD arm on "67" at each inner learning rate, against DPG (paired at the best)."""
+    grid = metrics["sgd_grid"]
+    rows = []
+    for key, cell in grid["per_lr"].items():
+        rows.append({
+            "SGD inner lr": key, "through its own SGD loop": _pm(cell, "own"),
+            "through AdamW": _pm(cell, "adamw"), "own, per seed": _per_seed(cell["own"]),
+            "best": "✓" if cell["lr"] == grid["best_lr"] else "",
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("SGD inner lr")
+
+
+def _grid_text(grid: dict) -> str:
+    n = len(grid["dpg_minus_best"])
+    text = f"{grid['dpg_minus_best_mean']:+.3f}"
+    if n > 1:
+        text += (
+            f" ± {grid['dpg_minus_best_se']:.3f}, paired t-test p = {grid['dpg_minus_best_p']:.2f}"
+        )
+    return text + f"; DPG better in {grid['dpg_minus_best_better']} of {report.plural(n, 'seed')}"
+
+
+def gradient_table(metrics: dict) -> pd.DataFrame:
+    """Cosine of DPG's gradient with the true one, per inner loop, M (rows) and n (columns)."""
+    gradient = metrics["gradient_check"]
+    table = {}
+    for r in gradient["rows"]:
+        label = f"{r['optimizer']} (lr {r['lr']:g}), M = {r['inner_steps']}"
+        table.setdefault(label, {})[f"n = {r['n']:,}"] = (
+            f"{r['cosine_mean']:.2f} ± {r['cosine_se']:.2f}"
+        )
+    return pd.DataFrame(table).T

@@ -30,11 +30,19 @@ from torch import nn
 from torch.func import grad
 from tqdm.std import tqdm  # plain text bars: no ipywidgets needed in the book
 
-from reprobook.lm.corpus import entropy_rate, markov_language, random_windows, sample_stream
+from reprobook.lm.corpus import (
+    chain_nll,
+    entropy_rate,
+    markov_language,
+    random_windows,
+    rare_transition_share,
+    sample_stream,
+)
 from reprobook.lm.hub import load_causal_lm
 from reprobook.lm.models import GPTConfig, TinyGPT, count_parameters
 from reprobook.lm.sampling import sample_continuations
 from reprobook.lm.training import pretrain
+from reprobook.metagrad.gradient_check import gradient_study
 from reprobook.metagrad.inner import (
     InnerLoop,
     Params,
@@ -45,6 +53,7 @@ from reprobook.metagrad.inner import (
     train_detached,
     weighted_loss,
 )
+from reprobook.metagrad.judge import Judge, judge_data
 from reprobook.metagrad.policy import GRPOSettings, grpo_step
 from reprobook.metagrad.rewards import (
     exact_rewards,
@@ -62,6 +71,7 @@ from reprobook.metagrad.targets import (
 )
 from reprobook.profiles import Config, resolve_profile
 from reprobook.report import mean_se, paired_p
+from reprobook.runtime import map_processes
 
 ARMS = ("dpg", "naive", "sgd", "random")
 ARM_LABELS = {
@@ -84,15 +94,18 @@ MINIATURE = dict(  # the sizes of our stand-ins, shared by both profiles
 PROFILES = {
     "smoke": dict(  # CI: the "67" target only, M = 4, 50 outer steps, one seed
         targets=["sixseven"], arms=list(ARMS), n_seeds=1, outer_steps=50, inner_steps=4,
-        n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, generator_lr=1e-3,
-        eval_every=10, eval_batches=2, cost_repeats=3, target_model_name="",
-        generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
+        n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, sgd_lr_grid=[0.1],
+        generator_lr=1e-3, eval_every=10, eval_batches=2, cost_repeats=3, judge_steps=32,
+        gradient_steps=[2, 8], gradient_samples=[256, 4096], gradient_draws=3, workers=2,
+        target_model_name="", generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
     ),
     "full": dict(  # both targets, M = 8, 300 outer steps, three seeds (about 20 min on 2 cores)
         targets=list(TARGETS), arms=list(ARMS), n_seeds=3, outer_steps=300, inner_steps=8,
-        n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, generator_lr=1e-3,
-        eval_every=25, eval_batches=4, cost_repeats=5, target_model_name="",
-        generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
+        n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, sgd_lr_grid=[0.01, 0.1, 1.0],
+        generator_lr=1e-3, eval_every=25, eval_batches=4, cost_repeats=5, judge_steps=96,
+        gradient_steps=[2, 4, 8, 16], gradient_samples=[256, 2048, 16384], gradient_draws=4,
+        workers=2, target_model_name="", generator_model_name="", **MINIATURE,
+        **PAPER_SETTINGS,
     ),
 }  # fmt: skip
 
@@ -129,8 +142,23 @@ CONFIG_CHECKS = {
     "prompt_length": _positive_int(),
     "completion_length": _positive_int(2),
     "temperature": (lambda x: x > 0, "> 0"),
+    "sgd_lr_grid": (
+        lambda xs: len(xs) > 0 and all(isinstance(x, float) and x > 0 for x in xs),
+        "a non-empty list of learning rates > 0",
+    ),
+    "judge_steps": _positive_int(),
+    "gradient_steps": (
+        lambda xs: len(xs) > 0 and all(isinstance(m, int) and m >= 1 for m in xs),
+        "a non-empty list of integers >= 1",
+    ),  # fmt: skip
+    "gradient_samples": (
+        lambda xs: len(xs) > 0 and all(isinstance(n, int) and n >= 2 for n in xs),
+        "a non-empty list of integers >= 2",
+    ),  # fmt: skip
+    "gradient_draws": _positive_int(2),
+    "workers": (lambda w: isinstance(w, int) and 1 <= w <= 64, "an integer in [1, 64]"),
 }
-METRICS_VERSION = 3  # 3: random-reward arm, held-out scores through both inner loops
+METRICS_VERSION = 4  # 4: independent judge, true-chain NLL, SGD lr grid, gradient check
 HEADLINE = {"sixseven": "pixel_accuracy", "l2_norm": "head_norm"}
 TRAIN_CURVES = {"sixseven": ("phi", "pixel_accuracy"), "l2_norm": ("head_norm",)}
 
@@ -153,10 +181,17 @@ def resolve_config(profile: str, **overrides) -> Config:
     return config
 
 
-def inner_loop(config, optimizer: str = "adamw") -> InnerLoop:
+def inner_loop(config, optimizer: str = "adamw", lr: float | None = None) -> InnerLoop:
     """The target's inner training: the official AdamW (or SGD) with the chapter's lr and M."""
-    lr = config.sgd_lr if optimizer == "sgd" else config.inner_lr
+    if lr is None:
+        lr = config.sgd_lr if optimizer == "sgd" else config.inner_lr
     return InnerLoop(optimizer=optimizer, steps=config.inner_steps, lr=lr)
+
+
+def judge_of(config) -> Judge:
+    """The independent judge: ``judge_steps`` AdamW steps of the reward's per-step batch."""
+    per_step = config.n_prompts * config.n_rollouts // config.inner_steps
+    return Judge(steps=config.judge_steps, per_step=per_step, lr=config.inner_lr)
 
 
 @dataclass
@@ -167,6 +202,7 @@ class Setup:
     language: torch.Tensor
     train_stream: torch.Tensor
     eval_prompts: torch.Tensor  # [eval_batches, n_prompts, prompt_length]
+    judge_prompts: torch.Tensor  # [judge rollouts / n_rollouts, prompt_length]
     generator: nn.Module
     target_model: nn.Module
     start: Params
@@ -218,13 +254,17 @@ def prepare(config, seed: int, progress: bool = True) -> Setup:
     eval_prompts = random_windows(
         eval_stream, config.eval_batches * config.n_prompts, config.prompt_length, eval_rng
     ).reshape(config.eval_batches, config.n_prompts, config.prompt_length)
+    judge_prompts = random_windows(
+        eval_stream, judge_of(config).n_rollouts // config.n_rollouts, config.prompt_length,
+        eval_rng,
+    )  # fmt: skip
     start = initial_params(target_model)
     facts["initial_head_norm"] = float(torch.linalg.norm(start[head_name]))
     facts["head_norm_floor"] = head_norm_floor(
         start[head_name], config.inner_lr, config.inner_steps
     )
-    return Setup(seed, language, train_stream, eval_prompts, generator, target_model, start,
-                 head_name, facts)  # fmt: skip
+    return Setup(seed, language, train_stream, eval_prompts, judge_prompts, generator,
+                 target_model, start, head_name, facts)  # fmt: skip
 
 
 def head_norm_floor(head: torch.Tensor, lr: float, steps: int) -> float:
@@ -249,21 +289,32 @@ def _check_vocabularies(language_vocab: int, generator: nn.Module, target: nn.Mo
         )
 
 
-def evaluate(config, setup: Setup, generator: nn.Module, target: Target, step: int) -> dict:
+def evaluate(
+    config, setup: Setup, generator: nn.Module, target: Target, step: int,
+    sgd_lr: float | None = None,
+) -> dict:  # fmt: skip
     """Phi, pixel accuracy and head norm of targets trained on held-out rollouts.
 
     Each batch of rollouts trains one target with the AdamW inner loop (the top-level numbers)
     and one with the SGD inner loop (under ``"sgd"``), so every arm's data is scored through
     both. The prompts and the sampling noise are the same at every evaluation and for every
-    arm. Returns means over ``eval_batches`` batches and the first batch's AdamW picture.
+    arm. Returns means over ``eval_batches`` batches and the first batch's AdamW picture, and
+    the rollouts' negative log-likelihood under the true chain (``chain_nll``, nats per token)
+    and the share of their transitions the chain takes with probability below 1e-3
+    (``rare_share``).
     """
-    loops = {"adamw": inner_loop(config), "sgd": inner_loop(config, "sgd")}
+    loops = {"adamw": inner_loop(config), "sgd": inner_loop(config, "sgd", sgd_lr)}
     sample_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 11)
     order_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 13)
     rows: dict[str, list[dict]] = {name: [] for name in loops}
-    picture = None
+    picture, nll, rare = None, [], []
     for prompts in setup.eval_prompts:
-        completions = _rollouts(config, generator, prompts, sample_rng)[:, config.prompt_length :]
+        sequences = _rollouts(config, generator, prompts, sample_rng)
+        nll.append(float(chain_nll(setup.language, sequences, config.prompt_length).mean()))
+        rare.append(
+            float(rare_transition_share(setup.language, sequences, config.prompt_length).mean())
+        )
+        completions = sequences[:, config.prompt_length :]
         order = step_order(completions.shape[0], loops["adamw"], order_rng)
         for name, loop in loops.items():
             trained = train_detached(setup.target_model, setup.start, completions, order, loop)
@@ -275,6 +326,8 @@ def evaluate(config, setup: Setup, generator: nn.Module, target: Target, step: i
         return {key: round(float(np.mean([r[key] for r in described])), 6) for key in described[0]}
 
     out = means(rows["adamw"])
+    out["chain_nll"] = round(float(np.mean(nll)), 5)
+    out["rare_share"] = round(float(np.mean(rare)), 5)
     out["sgd"] = means(rows["sgd"])
     out["step"] = step
     if picture is not None:
@@ -290,10 +343,49 @@ def _rollouts(config, generator: nn.Module, prompts: torch.Tensor, rng: torch.Ge
     )
 
 
-def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = True) -> dict:
-    """Train a copy of the generator with ``arm``'s rewards on ``target_name``; curves and evals."""
+def judge_generator(config, setup: Setup, generator: nn.Module) -> dict:
+    """The independent judge on fresh rollouts of held-out prompts (the same for every arm)."""
+    rng = torch.Generator().manual_seed(setup.seed * 1_000 + 17)
+    sequences = _rollouts(config, generator, setup.judge_prompts, rng)
+    order = torch.randperm(sequences.shape[0], generator=rng)
+    completions = sequences[order, config.prompt_length :]
+    out = judge_data(
+        setup.target_model, setup.start, setup.head_name, completions, judge_of(config)
+    )
+    out["chain_nll"] = float(chain_nll(setup.language, sequences, config.prompt_length).mean())
+    return {k: round(v, 6) for k, v in out.items()}
+
+
+SAMPLES_SHOWN = 3  # held-out rollouts kept per run, to be read
+
+
+def sample_rollouts(config, setup: Setup, generator: nn.Module) -> list[dict]:
+    """A few held-out rollouts (tokens and chain NLL), the same prompts and noise for every arm."""
+    rng = torch.Generator().manual_seed(setup.seed * 1_000 + 19)
+    prompts = setup.eval_prompts[0][:SAMPLES_SHOWN]
+    sequences = sample_continuations(
+        generator, prompts, config.completion_length, rng, config.temperature
+    )
+    nll = chain_nll(setup.language, sequences, config.prompt_length)
+    return [
+        {"prompt": row[: config.prompt_length].tolist(),
+         "completion": row[config.prompt_length :].tolist(), "chain_nll": round(float(v), 4)}
+        for row, v in zip(sequences, nll, strict=True)
+    ]  # fmt: skip
+
+
+def run_arm(
+    config, setup: Setup, arm: str, target_name: str, progress: bool = True,
+    sgd_lr: float | None = None,
+) -> dict:  # fmt: skip
+    """Train a copy of the generator with ``arm``'s rewards on ``target_name``; curves and evals.
+
+    ``sgd_lr`` sets the SGD arm's inner learning rate (``config.sgd_lr`` by default).
+    """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; valid arms: {', '.join(ARMS)}")
+    if sgd_lr is not None and arm != "sgd":
+        raise ValueError(f"sgd_lr applies to the sgd arm only, not to {arm!r}")
     target = make_target(target_name, setup.head_name, setup.start)
     generator = copy.deepcopy(setup.generator)
     optimizer = torch.optim.AdamW(
@@ -301,7 +393,8 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
         weight_decay=config.generator_weight_decay,
     )  # fmt: skip
     grpo = GRPOSettings(clip_ratio=config.clip_ratio, max_grad_norm=config.max_grad_norm)
-    adam, own = inner_loop(config), inner_loop(config, "sgd" if arm == "sgd" else "adamw")
+    adam = inner_loop(config)
+    own = inner_loop(config, "sgd", sgd_lr) if arm == "sgd" else adam
     # Every arm of this seed starts the same streams of prompts, samples and step orders (the
     # naive arm draws extra orders for its groups, so its later orders differ).
     prompt_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 1)
@@ -309,8 +402,10 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
     order_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 3)
     reward_rng = torch.Generator().manual_seed(setup.seed * 1_000 + 4)
     kept = TRAIN_CURVES[target_name]  # per-step numbers worth keeping (Phi_l2 is -head_norm)
-    curves: dict[str, list[float]] = {key: [] for key in (*kept, "nll")}
-    evals = [evaluate(config, setup, generator, target, 0)]
+    curves: dict[str, list[float]] = {key: [] for key in (*kept, "nll", "chain_nll")}
+    evals = [evaluate(config, setup, generator, target, 0, sgd_lr)]
+    judged = {"start": judge_generator(config, setup, generator)}
+    samples = {"start": sample_rollouts(config, setup, generator)}
     started = time.perf_counter()
     label = f"seed {setup.seed} {target_name} {arm}"
     for step in tqdm(
@@ -347,19 +442,55 @@ def run_arm(config, setup: Setup, arm: str, target_name: str, progress: bool = T
             generator, optimizer, sequences, config.prompt_length, advantages.reshape(-1), grpo
         )
         curves["nll"].append(update["nll"])
+        curves["chain_nll"].append(
+            float(chain_nll(setup.language, sequences, config.prompt_length).mean())
+        )
         if (step + 1) % config.eval_every == 0 or step + 1 == config.outer_steps:
-            evals.append(evaluate(config, setup, generator, target, step + 1))
+            evals.append(evaluate(config, setup, generator, target, step + 1, sgd_lr))
+    judged["end"] = judge_generator(config, setup, generator)
+    samples["end"] = sample_rollouts(config, setup, generator)
     out = {
         "arm": arm,
         "target": target_name,
         "seed": setup.seed,
+        "sgd_lr": own.lr if arm == "sgd" else None,
         "initial_head_norm": setup.facts["initial_head_norm"],
         "head_norm_floor": setup.facts["head_norm_floor"],
         "train": {k: [round(v, 5) for v in vals] for k, vals in curves.items()},
         "eval": evals,
+        "judge": judged,
+        "samples": samples,
         "seconds": time.perf_counter() - started,
     }
     return out
+
+
+def _run_job(config, setup: Setup, arm: str, target_name: str, sgd_lr: float | None) -> dict:
+    return run_arm(config, setup, arm, target_name, progress=False, sgd_lr=sgd_lr)
+
+
+def run_all(config, setups: dict[int, Setup], progress: bool = True) -> tuple[list, list]:
+    """Every (seed, target, arm) run, and the SGD arm at the other rates of ``sgd_lr_grid``
+    on the "67" target; over ``config.workers`` single-threaded processes (each run seeds its
+    own random streams, so the results do not depend on the number of workers).
+
+    Returns ``(runs, grid_runs)``; grid runs keep their evaluations and judge, not their curves.
+    """
+    jobs = [
+        (config, setups[s], arm, target, None)
+        for s in setups for target in config.targets for arm in config.arms
+    ]  # fmt: skip
+    extra = [lr for lr in config.sgd_lr_grid if lr != config.sgd_lr]
+    if "sixseven" in config.targets and "sgd" in config.arms:
+        jobs += [(config, setups[s], "sgd", "sixseven", lr) for s in setups for lr in extra]
+    done = map_processes(_run_job, jobs, config.workers, "runs" if progress else None)
+    main = [r["arm"] != "sgd" or r["sgd_lr"] == config.sgd_lr for r in done]
+    runs = [r for r, keep in zip(done, main, strict=True) if keep]
+    grid = [
+        {k: v for k, v in r.items() if k not in ("train", "samples")}
+        for r, keep in zip(done, main, strict=True) if not keep
+    ]  # fmt: skip
+    return runs, grid
 
 
 def finite_difference_check(seed: int = 0, step: float = 1e-5) -> dict:
@@ -466,7 +597,18 @@ def attribution_cost(config, setup: Setup, target_name: str = "sixseven") -> dic
     }
 
 
-def build_metrics(config, seeds, runs, setups, cost, fd_check) -> dict:
+def gradient_check(config) -> dict:
+    """Experiment 5: DPG's gradient against the true one on the enumerable problem, through
+    the chapter's AdamW and SGD inner loops (their learning rates), for each M and n."""
+    loops = {"adamw": inner_loop(config), "sgd": inner_loop(config, "sgd")}
+    return gradient_study(
+        loops, list(config.gradient_steps), list(config.gradient_samples), config.gradient_draws
+    )
+
+
+def build_metrics(
+    config, seeds, runs, setups, cost, fd_check, grid_runs=(), gradient=None
+) -> dict:  # fmt: skip
     """The chapter's metrics from the studies' outputs (claims are added by the caller)."""
     return {
         "metrics_version": METRICS_VERSION,
@@ -479,6 +621,10 @@ def build_metrics(config, seeds, runs, setups, cost, fd_check) -> dict:
         "setups": {str(seed): facts for seed, facts in setups.items()},
         "runs": runs,
         "summary": summarize(runs),
+        "judge": summarize_judge(runs),
+        "language": summarize_language(runs),
+        "sgd_grid": summarize_sgd_grid(runs, list(grid_runs)),
+        "gradient_check": gradient,
         "cost": cost,
         "finite_difference_check": fd_check,
     }
@@ -527,17 +673,107 @@ def summarize(runs: list[dict]) -> dict:
             cell["change"] = [e - s for s, e in zip(cell["start"], cell["end"], strict=True)]
             for which in ("start", "end", "end_sgd", "change"):
                 cell[f"{which}_mean"], cell[f"{which}_se"] = mean_se(cell[which])
-        dpg = per_arm.get("dpg")
-        for arm, cell in per_arm.items():
-            if dpg is None or arm == "dpg" or cell["seeds"] != dpg["seeds"]:
-                continue
-            pairs = {"dpg_minus": cell["end"]}
-            if arm == "sgd":
-                pairs["own_minus"] = cell["end_sgd"]
-            for name, other in pairs.items():
-                diffs = [d - e for d, e in zip(dpg["end"], other, strict=True)]
-                cell[name] = diffs
-                cell[f"{name}_mean"], cell[f"{name}_se"] = mean_se(diffs)
-                cell[f"{name}_p"] = paired_p(diffs)
-                cell[f"{name}_better"] = sum(better(cell["metric"], d, 0.0) for d in diffs)
+        _pair_cells(per_arm)
+        dpg, sgd = per_arm.get("dpg"), per_arm.get("sgd")
+        if dpg is not None and sgd is not None and sgd["seeds"] == dpg["seeds"]:
+            _add_paired(sgd, "own_minus", dpg["end"], sgd["end_sgd"])
     return out
+
+
+def _pair_cells(per_arm: dict, keys: Sequence[str] = ("end",)) -> None:
+    """Add ``dpg_minus`` (per seed), its mean, SE, p and ``dpg_minus_better`` to each arm."""
+    dpg = per_arm.get("dpg")
+    for arm, cell in per_arm.items():
+        if dpg is None or arm == "dpg" or cell["seeds"] != dpg["seeds"]:
+            continue
+        for key in keys:
+            name = "dpg_minus" if key == "end" else f"dpg_minus_{key}"
+            _add_paired(cell, name, dpg[key], cell[key])
+
+
+def _add_paired(cell: dict, name: str, dpg: Sequence[float], other: Sequence[float]) -> None:
+    """``cell[name]`` = DPG - other per seed, with its mean, SE, p and seeds where DPG is better."""
+    diffs = [d - e for d, e in zip(dpg, other, strict=True)]
+    cell[name] = diffs
+    cell[f"{name}_mean"], cell[f"{name}_se"] = mean_se(diffs)
+    cell[f"{name}_p"] = paired_p(diffs)
+    cell[f"{name}_better"] = sum(better(cell["metric"], d, 0.0) for d in diffs)
+
+
+def summarize_judge(runs: list[dict]) -> dict:
+    """The independent judge per target and arm: its reading of the target's headline metric on
+    the pretrained generator's data (``start``) and the trained generator's (``end``), per seed
+    and mean +- SE, with the paired DPG - arm differences at the end."""
+    out: dict = {}
+    for run in runs:
+        if "judge" not in run:
+            continue
+        key = HEADLINE[run["target"]]
+        cell = out.setdefault(run["target"], {}).setdefault(
+            run["arm"], {"metric": key, "start": [], "end": [], "seeds": []}
+        )
+        cell["start"].append(run["judge"]["start"][key])
+        cell["end"].append(run["judge"]["end"][key])
+        cell["seeds"].append(run["seed"])
+    for per_arm in out.values():
+        for cell in per_arm.values():
+            cell["change"] = [e - s for s, e in zip(cell["start"], cell["end"], strict=True)]
+            for which in ("start", "end", "change"):
+                cell[f"{which}_mean"], cell[f"{which}_se"] = mean_se(cell[which])
+        _pair_cells(per_arm)
+    return out
+
+
+def summarize_language(runs: list[dict]) -> dict:
+    """Per target and arm: the held-out rollouts' NLL under the true chain (nats per token) at
+    the start and the end (mean of the last three evaluations), per seed and mean +- SE, and
+    the share of rare transitions (``rare_start``, ``rare_end``)."""
+    out: dict = {}
+    for run in runs:
+        cell = out.setdefault(run["target"], {}).setdefault(
+            run["arm"], {"start": [], "end": [], "rare_start": [], "rare_end": [], "seeds": []}
+        )
+        cell["start"].append(run["eval"][0]["chain_nll"])
+        cell["end"].append(_end(run["eval"], "chain_nll"))
+        cell["rare_start"].append(run["eval"][0]["rare_share"])
+        cell["rare_end"].append(_end(run["eval"], "rare_share"))
+        cell["seeds"].append(run["seed"])
+    for per_arm in out.values():
+        for cell in per_arm.values():
+            cell["change"] = [e - s for s, e in zip(cell["start"], cell["end"], strict=True)]
+            for which in ("start", "end", "change", "rare_start", "rare_end"):
+                cell[f"{which}_mean"], cell[f"{which}_se"] = mean_se(cell[which])
+    return out
+
+
+def summarize_sgd_grid(runs: list[dict], grid_runs: list[dict]) -> dict:
+    """The SGD arm on "67" at each inner learning rate: its end through its own SGD inner loop
+    (and through AdamW), per seed; the rate with the best mean own end (chosen with hindsight,
+    which favours SGD); and DPG through AdamW minus SGD at that rate, paired by seed."""
+    sgd = [r for r in runs + grid_runs if r["arm"] == "sgd" and r["target"] == "sixseven"]
+    dpg = {r["seed"]: r for r in runs if r["arm"] == "dpg" and r["target"] == "sixseven"}
+    if not sgd or not dpg:
+        return {}
+    per_lr: dict = {}
+    for run in sorted(sgd, key=lambda r: (r["sgd_lr"], r["seed"])):
+        cell = per_lr.setdefault(
+            f"{run['sgd_lr']:g}", {"lr": run["sgd_lr"], "own": [], "adamw": [], "seeds": []}
+        )
+        cell["own"].append(_end(run["eval"], "pixel_accuracy", "sgd"))
+        cell["adamw"].append(_end(run["eval"], "pixel_accuracy"))
+        cell["seeds"].append(run["seed"])
+    for cell in per_lr.values():
+        cell["own_mean"], cell["own_se"] = mean_se(cell["own"])
+        cell["adamw_mean"], cell["adamw_se"] = mean_se(cell["adamw"])
+    best = max(per_lr, key=lambda k: per_lr[k]["own_mean"])
+    seeds = per_lr[best]["seeds"]
+    diffs = [
+        _end(dpg[s]["eval"], "pixel_accuracy") - o
+        for s, o in zip(seeds, per_lr[best]["own"], strict=True)
+    ]
+    mean, se = mean_se(diffs)
+    return {
+        "per_lr": per_lr, "best_lr": per_lr[best]["lr"], "seeds": seeds,
+        "dpg_minus_best": diffs, "dpg_minus_best_mean": mean, "dpg_minus_best_se": se,
+        "dpg_minus_best_p": paired_p(diffs), "dpg_minus_best_better": sum(d > 0 for d in diffs),
+    }  # fmt: skip
