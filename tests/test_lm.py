@@ -241,6 +241,8 @@ def test_chain_nll_by_hand():
     )
     impossible = corpus.chain_nll(chain, torch.tensor([[0, 2]]))  # probability 0: finite, huge
     assert torch.isfinite(impossible).all() and impossible.item() > 600
+    single = corpus.chain_nll(chain.float(), torch.tensor([[0, 2]]))  # also from float32
+    assert torch.isfinite(single).all() and single.item() > 600
     with pytest.raises(ValueError, match="start"):
         corpus.chain_nll(chain, tokens, 0)
     with pytest.raises(ValueError, match="tokens must be in"):
@@ -263,3 +265,7 @@ def test_rare_transition_share_by_hand():
     torch.testing.assert_close(share, torch.tensor([1 / 3, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="start"):
         corpus.rare_transition_share(chain, tokens, 4)
+    with pytest.raises(ValueError, match="threshold"):
+        corpus.rare_transition_share(chain, tokens, threshold=0.0)
+    with pytest.raises(ValueError, match="batch, length"):
+        corpus.rare_transition_share(chain, tokens[0])

@@ -338,7 +338,7 @@ def test_grpo_step_raises_the_likelihood_of_advantaged_sequences():
 TINY = dict(
     outer_steps=4, inner_steps=2, n_prompts=2, n_rollouts=2, eval_every=2, eval_batches=1,
     cost_repeats=1, sgd_lr_grid=[0.1, 1.0], judge_steps=4, gradient_steps=[2],
-    gradient_samples=[16, 64], gradient_draws=2, workers=1,
+    gradient_samples=[16, 64], gradient_draws=2, gradient_problems=1, workers=1,
 )  # fmt: skip
 
 
@@ -367,6 +367,9 @@ def tiny_study():
         (dict(n_rollouts=1), "n_rollouts"),
         (dict(n_prompts=3, n_rollouts=3, inner_steps=2), "split evenly"),
         (dict(outer_steps=2.5), "outer_steps"),
+        (dict(sgd_lr_grid=[0.01, 1.0]), "must include sgd_lr"),
+        (dict(sgd_lr_grid=[0.1, 0.1]), "distinct"),
+        (dict(judge_steps=0), "judge_steps"),
     ],
 )
 def test_resolve_config_rejects_bad_settings(overrides, message):
@@ -417,6 +420,20 @@ def test_study_runs_end_to_end(tiny_study):
         "tau_matches_finite_differences", "dpg_norm_falls", "dpg_beats_random_sixseven",
         "adam_beats_sgd_inner_loop_sixseven",
     }  # fmt: skip
+
+
+def test_runs_do_not_depend_on_the_number_of_workers(tiny_study):
+    _, setup, metrics = tiny_study
+    two = study.resolve_config(
+        "smoke", targets=["sixseven"], arms=["dpg", "sgd"], **dict(TINY, workers=2)
+    )
+    two.update(pretrain_steps_generator=5, pretrain_steps_target=5, stream_tokens=2_000)
+    runs, grid = study.run_all(two, {0: setup}, progress=False)
+    one = {(r["arm"], r["target"]): r for r in metrics["runs"]}
+    for run in runs:
+        assert run["train"] == one[run["arm"], run["target"]]["train"]
+        assert run["judge"] == one[run["arm"], run["target"]]["judge"]
+    assert [r["sgd_lr"] for r in grid] == [1.0]
 
 
 def test_the_same_arm_and_seed_repeat_exactly(tiny_study):
@@ -510,7 +527,7 @@ def _judged(run, start, end):
 def test_check_claims_on_hand_made_metrics():
     runs = [
         _judged(_run("dpg", 0, [0.5, 0.9, 0.9, 0.9]), 0.5, 0.8),
-        _judged(_run("dpg", 1, [0.5, 0.8, 0.8, 0.8]), 0.5, 0.7),
+        _judged(_run("dpg", 1, [0.5, 0.8, 0.8, 0.8]), 0.5, 0.76),
         _judged(_run("naive", 0, [0.5, 0.95, 0.95, 0.95]), 0.5, 0.6),  # ahead of DPG in seed 0
         _judged(_run("naive", 1, [0.5, 0.6, 0.6, 0.6]), 0.5, 0.6),
         _judged(_run("random", 0, [0.5, 0.5, 0.5, 0.5]), 0.5, 0.5),
@@ -526,7 +543,10 @@ def test_check_claims_on_hand_made_metrics():
     assert claims["dpg_pixel_accuracy_rises"] and claims["dpg_norm_falls"]
     assert not claims["dpg_beats_naive_sixseven"]  # better on average, not in every seed
     assert claims["dpg_beats_random_sixseven"] and claims["dpg_beats_random_l2_norm"]
-    assert claims["judge_dpg_pixel_accuracy_rises"]
+    assert claims["judge_dpg_pixel_accuracy_rises"]  # +0.3 and +0.26: both at least 0.25
+    runs[1] = _judged(_run("dpg", 1, [0.5, 0.8, 0.8, 0.8]), 0.5, 0.7)  # +0.2 in seed 1
+    metrics["judge"] = study.summarize_judge(runs)
+    assert not chapter.check_claims(metrics)["judge_dpg_pixel_accuracy_rises"]
     assert (
         claims["judge_dpg_beats_naive_sixseven"] and not claims["judge_dpg_beats_random_sixseven"]
     )
@@ -536,6 +556,7 @@ def test_check_claims_on_hand_made_metrics():
     grid = {"dpg_minus_best": [0.1, -0.01], "dpg_minus_best_better": 1}
     gradient = {
         "limit_relative_error": 1e-12,
+        "chapter_steps": 2,
         "rows": [
             {"loop": "sgd", "inner_steps": 2, "n": 64, "cosine_mean": 0.5, "cosine_se": 0.1},
             {"loop": "sgd", "inner_steps": 2, "n": 4096, "cosine_mean": 0.99, "cosine_se": 0.01},
@@ -547,6 +568,9 @@ def test_check_claims_on_hand_made_metrics():
     assert not more["adam_beats_sgd_tuned_sixseven"] and more["limit_gradient_is_exact"]
     assert more["dpg_gradient_agrees_sgd"]  # reads M = 2 at the largest n: 0.99 - 2 x 0.01
     assert not more["dpg_gradient_agrees_adamw"]  # 0.95 - 2 x 0.05 < 0.9
+    gradient["chapter_steps"] = 8  # the chapter's M: SGD's cosine there is 0.2
+    again = chapter.check_claims(dict(metrics, sgd_grid=grid, gradient_check=gradient))
+    assert not again["dpg_gradient_agrees_sgd"] and "dpg_gradient_agrees_adamw" not in again
 
 
 def test_summarize_sgd_grid_picks_the_best_rate_for_sgd():
@@ -645,8 +669,14 @@ def test_dpg_gradient_approaches_the_true_one_through_sgd():
         for n in (32, 8192)
     }
     assert min(cosines[8192]) > 0.95 and sum(cosines[8192]) > sum(cosines[32])
-    out = gradient_check.gradient_study({"sgd": loop}, [2], [64], draws=2)
+    # ... and its scale: a missing factor of n or K would keep the cosine and fail here
+    estimate = gradient_check.dpg_gradient(theta, model, start, sequences, metric, loop, 8192, rng)
+    assert gradient_check.agreement(estimate, truth)[1] < 0.3
+    out = gradient_check.gradient_study({"sgd": loop}, [2], [64], draws=2, problems=2)
     assert out["limit_relative_error"] < 1e-10 and out["rows"][0]["n"] == 64
+    assert (out["vocab"], out["length"], out["n_sequences"], out["problems"]) == (8, 2, 64, 2)
+    with pytest.raises(ValueError, match="n must be"):
+        gradient_check.dpg_gradient(theta, model, start, sequences, metric, loop, 1, rng)
     with pytest.raises(ValueError, match="draws"):
         gradient_check.gradient_study({"sgd": loop}, [2], [64], draws=1)
 

@@ -70,13 +70,8 @@ def _check_transitions(transitions: Tensor) -> int:
     return transitions.shape[0]
 
 
-def chain_nll(transitions: Tensor, tokens: Tensor, start: int = 1) -> Tensor:
-    """Per-sequence mean negative log-likelihood (nats per token) under the true chain.
-
-    Scores ``tokens[:, start:]``, each token given the one before it (so ``start >= 1``): with
-    the last prompt token at ``start - 1``, the score of a continuation. Transitions the chain
-    gives probability 0 cost ``-log(1e-300)``, finite so that means stay readable.
-    """
+def _scored_transitions(transitions: Tensor, tokens: Tensor, start: int) -> Tensor:
+    """Chain probabilities (float64) of ``tokens[:, start:]``, each given the token before it."""
     vocab = _check_transitions(transitions)
     if tokens.dim() != 2:
         raise ValueError(f"tokens must be [batch, length], got shape {tuple(tokens.shape)}")
@@ -84,8 +79,17 @@ def chain_nll(transitions: Tensor, tokens: Tensor, start: int = 1) -> Tensor:
         raise ValueError(f"start must be in [1, {tokens.shape[1] - 1}], got {start}")
     if tokens.min() < 0 or tokens.max() >= vocab:
         raise ValueError(f"tokens must be in [0, {vocab}), got [{tokens.min()}, {tokens.max()}]")
-    probabilities = transitions[tokens[:, start - 1 : -1], tokens[:, start:]]
-    return -probabilities.clamp(min=1e-300).log().mean(1)
+    return transitions[tokens[:, start - 1 : -1], tokens[:, start:]].double()
+
+
+def chain_nll(transitions: Tensor, tokens: Tensor, start: int = 1) -> Tensor:
+    """Per-sequence mean negative log-likelihood (nats per token) under the true chain.
+
+    Scores ``tokens[:, start:]``, each token given the one before it (so ``start >= 1``): with
+    the last prompt token at ``start - 1``, the score of a continuation. Transitions the chain
+    gives probability 0 cost ``-log(1e-300)`` (in float64), finite so that means stay readable.
+    """
+    return -_scored_transitions(transitions, tokens, start).clamp(min=1e-300).log().mean(1)
 
 
 def rare_transition_share(
@@ -94,11 +98,6 @@ def rare_transition_share(
     """Per-sequence share of the scored transitions that the chain takes with probability below
     ``threshold``: a robust companion of ``chain_nll``, whose mean a few near-impossible
     transitions can dominate."""
-    vocab = _check_transitions(transitions)
-    if not 1 <= start < tokens.shape[1] or tokens.min() < 0 or tokens.max() >= vocab:
-        raise ValueError(
-            f"need 1 <= start < length and tokens in [0, {vocab}); got start {start}, "
-            f"tokens of shape {tuple(tokens.shape)}"
-        )
-    probabilities = transitions[tokens[:, start - 1 : -1], tokens[:, start:]]
-    return (probabilities < threshold).double().mean(1)
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    return (_scored_transitions(transitions, tokens, start) < threshold).double().mean(1)

@@ -11,8 +11,10 @@ DPG's estimate draws n sequences, trains the target on them the same way, takes 
 ``tau_i`` and forms ``sum_i (tau_i - mean tau) grad log pi(x_i)``: the weight of ``x`` in the
 loss is ``pi(x)`` in the limit and ``w_i / n`` in the sample, so ``n tau_i`` estimates
 ``dJ / dpi(x_i)`` and the sum is the score-function form of the chain rule. The mean of the
-``tau`` is a baseline, as GRPO subtracts one. We measure the cosine and the relative error of
-the two gradients as the number of samples n and the number of inner steps M change.
+``tau`` is a baseline, as GRPO subtracts one (GRPO also divides by the group's spread, clips
+and steps with AdamW; those shape the step, not its direction in expectation, and are not part
+of this check). We measure the cosine and the relative error of the two gradients as the
+number of samples n and the number of inner steps M change.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def true_gradient(
     return grad(population_objective)(theta, model, start, sequences, metric, loop)
 
 
+def _score(policy: Tensor, drawn: Tensor) -> Tensor:
+    """``grad_theta log softmax(theta)[x] = e_x - pi`` for each drawn ``x``: ``[len(drawn), K]``."""
+    return torch.nn.functional.one_hot(drawn, len(policy)).to(policy.dtype) - policy
+
+
 def dpg_gradient(
     theta: Tensor,
     model: nn.Module,
@@ -69,30 +76,31 @@ def dpg_gradient(
     generator: torch.Generator,
 ) -> Tensor:
     """DPG's estimate from ``n`` sampled sequences: ``sum_i (tau_i - mean tau) grad log pi``."""
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (the baseline needs two samples), got {n!r}")
     policy = theta.softmax(0)
     drawn = torch.multinomial(policy, n, replacement=True, generator=generator)
     tau, _, _ = metagradient(
         model, start, sequences[drawn], metric, _full_batch(n, loop.steps), loop
     )
-    score = -policy.expand(n, -1).clone()  # grad_theta log softmax(theta)[x] = e_x - pi
-    score[torch.arange(n), drawn] += 1.0
-    return ((tau - tau.mean())[:, None] * score).sum(0)
+    return ((tau - tau.mean())[:, None] * _score(policy, drawn)).sum(0)
 
 
 def limit_gradient(
     theta: Tensor, model: nn.Module, start: Params, sequences: Tensor, metric, loop: InnerLoop
 ) -> Tensor:
-    """DPG's formula with every sequence at its expected count: ``sum_x pi_x n tau_x (e_x - pi)``.
+    """DPG's formula with every sequence at its expected count: ``sum_x pi_x K tau_x (e_x - pi)``
+    over the ``K`` sequences.
 
-    ``tau`` is taken at the population weights; this equals ``true_gradient`` exactly (the chain
-    rule through ``w = n softmax(theta)``), the limit DPG's estimate approaches as n grows.
+    ``tau`` is taken at the population weights ``w = K softmax(theta)``; this equals
+    ``true_gradient`` exactly (the chain rule through ``w``), the limit that DPG's estimate
+    approaches as n grows.
     """
     k = len(sequences)
     policy = theta.softmax(0)
     order = _full_batch(k, loop.steps)
     tau, _, _ = metagradient(model, start, sequences, metric, order, loop, k * policy)
-    score = torch.eye(k, dtype=theta.dtype) - policy
-    return ((k * policy * tau)[:, None] * score).sum(0)
+    return ((k * policy * tau)[:, None] * _score(policy, torch.arange(k))).sum(0)
 
 
 def agreement(estimate: Tensor, truth: Tensor) -> tuple[float, float]:
@@ -114,42 +122,56 @@ def tiny_problem(seed: int = 0, vocab: int = 8, length: int = 2, d_model: int = 
 
 def gradient_study(
     loops: dict[str, InnerLoop], steps: list[int], sample_sizes: list[int], draws: int,
-    seed: int = 0, target_name: str = "sixseven",
+    problems: int = 1, target_name: str = "sixseven",
 ) -> dict:  # fmt: skip
     """Cosine and relative error of DPG's gradient against the true one, per loop, M and n.
 
-    ``loops`` names inner loops (optimizer and lr; their ``steps`` is replaced by each M);
-    ``draws`` independent samples per cell give a mean and its standard error. Also records how
-    far ``limit_gradient`` is from ``true_gradient`` (rounding only).
+    ``loops`` names inner loops (optimizer and lr; their ``steps`` is replaced by each M).
+    Each cell pools ``draws`` independent samples on each of ``problems`` problem instances
+    (``tiny_problem(seed)`` for seeds 0, 1, ...) into a mean and its standard error. Also
+    records how far ``limit_gradient`` is from ``true_gradient`` (rounding only).
     """
-    if draws < 2 or not steps or not sample_sizes or not loops:
-        raise ValueError("need draws >= 2 and at least one loop, one M and one n")
-    model, start, sequences, theta = tiny_problem(seed)
-    metric = make_target(target_name, "head.weight", start).phi
-    rng = torch.Generator().manual_seed(seed + 1)
+    if draws < 2 or problems < 1 or not steps or not sample_sizes or not loops:
+        raise ValueError(
+            f"need draws >= 2, problems >= 1 and at least one loop, one M and one n; got "
+            f"draws={draws}, problems={problems}, {len(loops)} loops, steps={steps}, "
+            f"sample_sizes={sample_sizes}"
+        )
+    instances = [tiny_problem(seed) for seed in range(problems)]
     rows, limit_error = [], 0.0
     for name, base in loops.items():
         for m in steps:
             loop = replace(base, steps=m)
-            truth = true_gradient(theta, model, start, sequences, metric, loop)
-            limit = limit_gradient(theta, model, start, sequences, metric, loop)
-            limit_error = max(limit_error, agreement(limit, truth)[1])
-            for n in sample_sizes:
-                pairs = np.asarray([
-                    agreement(
-                        dpg_gradient(theta, model, start, sequences, metric, loop, n, rng), truth
-                    )
-                    for _ in range(draws)
-                ])  # fmt: skip
-                cos, rel = pairs.T
+            cells: dict[int, list[tuple[float, float]]] = {n: [] for n in sample_sizes}
+            norms = []
+            for seed, (model, start, sequences, theta) in enumerate(instances):
+                metric = make_target(target_name, "head.weight", start).phi
+                truth = true_gradient(theta, model, start, sequences, metric, loop)
+                limit = limit_gradient(theta, model, start, sequences, metric, loop)
+                limit_error = max(limit_error, agreement(limit, truth)[1])
+                norms.append(float(torch.linalg.norm(truth)))
+                rng = torch.Generator().manual_seed(1_000 * seed + 1)
+                for n in sample_sizes:
+                    cells[n] += [
+                        agreement(
+                            dpg_gradient(theta, model, start, sequences, metric, loop, n, rng),
+                            truth,
+                        )
+                        for _ in range(draws)
+                    ]
+            for n, pairs in cells.items():
+                cos, rel = np.asarray(pairs).T
                 rows.append({
                     "loop": name, "optimizer": loop.optimizer, "lr": loop.lr, "inner_steps": m,
                     "n": n, "cosine_mean": float(cos.mean()),
-                    "cosine_se": float(cos.std(ddof=1) / np.sqrt(draws)),
+                    "cosine_se": float(cos.std(ddof=1) / np.sqrt(len(cos))),
                     "relative_error_median": float(np.median(rel)),
-                    "true_gradient_norm": float(torch.linalg.norm(truth)),
+                    "true_gradient_norm": float(np.mean(norms)),
                 })  # fmt: skip
+    model, _, sequences, _ = instances[0]
+    vocab, d_model = model.head.weight.shape
     return {
-        "target": target_name, "n_sequences": len(sequences), "draws": draws, "seed": seed,
-        "limit_relative_error": limit_error, "rows": rows,
+        "target": target_name, "n_sequences": len(sequences), "vocab": vocab,
+        "length": sequences.shape[1], "d_model": d_model, "draws": draws,
+        "problems": problems, "limit_relative_error": limit_error, "rows": rows,
     }  # fmt: skip

@@ -1,11 +1,14 @@
-"""An independent judge of a generator's data: ordinary SFT of a fresh target, for much longer.
+"""A judge of a generator's data that the generator was never optimised against: ordinary SFT
+of a fresh target, for much longer.
 
 DPG's rewards come from a target trained for M steps with a functional AdamW (``inner.train``),
 and the chapter's curves score held-out data the same way. A generator could learn to please
 that short run alone. The judge trains a fresh copy of the pretrained target as anyone would
-fine-tune a model: ``torch.optim.AdamW`` on an ``nn.Module``, one pass over many rollouts in
-many more steps (the official validation trains on 98,304 rollouts for M = 96), and reads the
-same head metrics off the result. The generator was never optimised against it.
+fine-tune a model: ``torch.optim.AdamW`` on an ``nn.Module``, one pass over many fresh rollouts
+in many more steps (the official validation trains on 98,304 rollouts for M = 96), and reads
+the same head metrics off the result. What differs from the reward's run is the code, the
+length and the data; the optimizer's settings (lr, betas, eps, decay) and the per-step batch
+are the same, without ``eps_root``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ class Judge:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.eps < 0 or self.weight_decay < 0:
+            raise ValueError(
+                f"eps and weight_decay must be >= 0, got {self.eps}, {self.weight_decay}"
+            )
 
     @property
     def n_rollouts(self) -> int:

@@ -96,15 +96,16 @@ PROFILES = {
         targets=["sixseven"], arms=list(ARMS), n_seeds=1, outer_steps=50, inner_steps=4,
         n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, sgd_lr_grid=[0.1],
         generator_lr=1e-3, eval_every=10, eval_batches=2, cost_repeats=3, judge_steps=32,
-        gradient_steps=[2, 8], gradient_samples=[256, 4096], gradient_draws=3, workers=2,
+        gradient_steps=[2, 4], gradient_samples=[256, 4096], gradient_draws=3,
+        gradient_problems=1, workers=2,
         target_model_name="", generator_model_name="", **MINIATURE, **PAPER_SETTINGS,
     ),
     "full": dict(  # both targets, M = 8, 300 outer steps, three seeds (about 20 min on 2 cores)
         targets=list(TARGETS), arms=list(ARMS), n_seeds=3, outer_steps=300, inner_steps=8,
         n_prompts=8, n_rollouts=8, inner_lr=1e-3, sgd_lr=0.1, sgd_lr_grid=[0.01, 0.1, 1.0],
         generator_lr=1e-3, eval_every=25, eval_batches=4, cost_repeats=5, judge_steps=96,
-        gradient_steps=[2, 4, 8, 16], gradient_samples=[256, 2048, 16384], gradient_draws=4,
-        workers=2, target_model_name="", generator_model_name="", **MINIATURE,
+        gradient_steps=[2, 4, 8, 16], gradient_samples=[256, 2048, 16384], gradient_draws=6,
+        gradient_problems=2, workers=2, target_model_name="", generator_model_name="", **MINIATURE,
         **PAPER_SETTINGS,
     ),
 }  # fmt: skip
@@ -143,8 +144,12 @@ CONFIG_CHECKS = {
     "completion_length": _positive_int(2),
     "temperature": (lambda x: x > 0, "> 0"),
     "sgd_lr_grid": (
-        lambda xs: len(xs) > 0 and all(isinstance(x, float) and x > 0 for x in xs),
-        "a non-empty list of learning rates > 0",
+        lambda xs: (
+            len(xs) > 0
+            and len(set(xs)) == len(xs)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in xs)
+        ),
+        "a non-empty list of distinct learning rates > 0 (numbers)",
     ),
     "judge_steps": _positive_int(),
     "gradient_steps": (
@@ -156,6 +161,7 @@ CONFIG_CHECKS = {
         "a non-empty list of integers >= 2",
     ),  # fmt: skip
     "gradient_draws": _positive_int(2),
+    "gradient_problems": _positive_int(),
     "workers": (lambda w: isinstance(w, int) and 1 <= w <= 64, "an integer in [1, 64]"),
 }
 METRICS_VERSION = 4  # 4: independent judge, true-chain NLL, SGD lr grid, gradient check
@@ -172,6 +178,11 @@ def resolve_config(profile: str, **overrides) -> Config:
         k: ("" if v is None and k.endswith("model_name") else v) for k, v in overrides.items()
     }
     config = resolve_profile(PROFILES, profile, overrides, CONFIG_CHECKS)
+    if config.sgd_lr not in config.sgd_lr_grid:
+        raise ValueError(
+            f"sgd_lr_grid {config.sgd_lr_grid} must include sgd_lr ({config.sgd_lr}), the rate "
+            "the SGD arm runs at on every target"
+        )
     batch = config.n_prompts * config.n_rollouts
     if batch % config.inner_steps:
         raise ValueError(
@@ -599,11 +610,15 @@ def attribution_cost(config, setup: Setup, target_name: str = "sixseven") -> dic
 
 def gradient_check(config) -> dict:
     """Experiment 5: DPG's gradient against the true one on the enumerable problem, through
-    the chapter's AdamW and SGD inner loops (their learning rates), for each M and n."""
+    the chapter's AdamW and SGD inner loops (their learning rates), for each M and n.
+    ``chapter_steps`` records the chapter's own M, the one its claims read."""
     loops = {"adamw": inner_loop(config), "sgd": inner_loop(config, "sgd")}
-    return gradient_study(
-        loops, list(config.gradient_steps), list(config.gradient_samples), config.gradient_draws
-    )
+    out = gradient_study(
+        loops, list(config.gradient_steps), list(config.gradient_samples),
+        config.gradient_draws, config.gradient_problems,
+    )  # fmt: skip
+    out["chapter_steps"] = config.inner_steps
+    return out
 
 
 def build_metrics(
@@ -756,6 +771,8 @@ def summarize_sgd_grid(runs: list[dict], grid_runs: list[dict]) -> dict:
         return {}
     per_lr: dict = {}
     for run in sorted(sgd, key=lambda r: (r["sgd_lr"], r["seed"])):
+        if run["seed"] not in dpg:
+            raise ValueError(f"the SGD run of seed {run['seed']} has no DPG run to pair with")
         cell = per_lr.setdefault(
             f"{run['sgd_lr']:g}", {"lr": run["sgd_lr"], "own": [], "adamw": [], "seeds": []}
         )
@@ -767,13 +784,8 @@ def summarize_sgd_grid(runs: list[dict], grid_runs: list[dict]) -> dict:
         cell["adamw_mean"], cell["adamw_se"] = mean_se(cell["adamw"])
     best = max(per_lr, key=lambda k: per_lr[k]["own_mean"])
     seeds = per_lr[best]["seeds"]
-    diffs = [
-        _end(dpg[s]["eval"], "pixel_accuracy") - o
-        for s, o in zip(seeds, per_lr[best]["own"], strict=True)
-    ]
-    mean, se = mean_se(diffs)
-    return {
-        "per_lr": per_lr, "best_lr": per_lr[best]["lr"], "seeds": seeds,
-        "dpg_minus_best": diffs, "dpg_minus_best_mean": mean, "dpg_minus_best_se": se,
-        "dpg_minus_best_p": paired_p(diffs), "dpg_minus_best_better": sum(d > 0 for d in diffs),
-    }  # fmt: skip
+    out = {"per_lr": per_lr, "best_lr": per_lr[best]["lr"], "seeds": seeds,
+           "metric": "pixel_accuracy"}  # fmt: skip
+    dpg_ends = [_end(dpg[s]["eval"], "pixel_accuracy") for s in seeds]
+    _add_paired(out, "dpg_minus_best", dpg_ends, per_lr[best]["own"])
+    return out
