@@ -140,3 +140,9 @@ def test_held_text_names_the_outcome_or_says_it_was_not_checked():
     assert report.held_text(claims, "b") == "does not hold"
     assert report.held_text(claims, "c") == "not tested"
     assert report.held_text(claims, "c", "not checked (one seed)") == "not checked (one seed)"
+
+
+def test_per_seed():
+    assert report.per_seed([12, 9, 14]) == "12/9/14"
+    assert report.per_seed([0.5, 0.25], 3) == "0.500/0.250"
+    assert report.per_seed([]) == ""

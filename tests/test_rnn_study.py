@@ -177,6 +177,7 @@ def make_metrics(lengths=(512, 4096)) -> dict:
         f"{cell}/{dtype}/{h0}": {
             "parallel": 1e-15 if dtype == "float64" else 2e-7,
             "chunked": 1e-16 if dtype == "float64" else 1e-7,
+            "stable": 1e-15 if dtype == "float64" else 2e-7,
         }
         for cell in study.MIN_CELLS
         for dtype in ("float64", "float32")
@@ -206,6 +207,11 @@ def make_metrics(lengths=(512, 4096)) -> dict:
     metrics = {
         "metrics_version": chapter.METRICS_VERSION,
         "equivalence": equivalence,
+        "float32_by_length": {
+            "parallel": {"64": 4e-6, "4096": 4e-4},  # grows 100-fold over 64-fold T
+            "stable": {"64": 2e-6, "4096": 3e-6},
+            "chunked": {"64": 2e-7, "4096": 3e-7},
+        },
         "speed": speed,
         "speed_ratios_512": study.speed_ratios_at(speed, 512),
         "selective_copy": selective_copy,
@@ -216,7 +222,8 @@ def make_metrics(lengths=(512, 4096)) -> dict:
 
 
 CLAIMS = (
-    "modes_agree_float64", "modes_agree_float32", "parallel_faster_than_sequential_512",
+    "modes_agree_float64", "modes_agree_float32", "log_space_error_grows_float32",
+    "stable_error_flat_float32", "parallel_faster_than_sequential_512",
     "chunked_faster_than_sequential_512", "parallel_speedup_grows_with_length",
     "deeper_copies_better",
 )  # fmt: skip
@@ -240,6 +247,14 @@ def _break_float32(m):
     m["equivalence"]["mingru/float32/zero"]["parallel"] = 1.1e-3
 
 
+def _break_growth_float32(m):
+    m["float32_by_length"]["parallel"]["4096"] = 2e-5  # 5-fold: below sqrt(4096 / 64) = 8
+
+
+def _break_stable(m):
+    m["float32_by_length"]["stable"]["4096"] = 5.1e-6  # above 2 x 2e-6 + 1e-6
+
+
 def _break_parallel_512(m):
     _set_seconds(m, "minlstm/parallel", 512, 5.0)  # sequential takes 4.0
 
@@ -259,6 +274,8 @@ def _break_depth(m):
 BREAKERS = {
     "modes_agree_float64": _break_float64,
     "modes_agree_float32": _break_float32,
+    "log_space_error_grows_float32": _break_growth_float32,
+    "stable_error_flat_float32": _break_stable,
     "parallel_faster_than_sequential_512": _break_parallel_512,
     "chunked_faster_than_sequential_512": _break_chunked_512,
     "parallel_speedup_grows_with_length": _break_growth,
@@ -285,8 +302,8 @@ def test_check_claims_thresholds_are_inclusive():
 def test_can_read():
     metrics = make_metrics()
     assert report.can_read(chapter, metrics)
-    for key in ("equivalence", "speed", "speed_ratios_512", "selective_copy", "char_lm", "claims",
-                "metrics_version"):  # fmt: skip
+    for key in ("equivalence", "float32_by_length", "speed", "speed_ratios_512",
+                "selective_copy", "char_lm", "claims", "metrics_version"):  # fmt: skip
         old = copy.deepcopy(metrics)
         del old[key]
         assert not report.can_read(chapter, old)
@@ -316,6 +333,10 @@ def test_prose_numbers():
         "eq_float64_worst": "1e-15",
         "eq_float32_parallel": "2e-7",
         "eq_float32_chunked": "1e-7",
+        "eq_float32_stable": "2e-7",
+        "f32_parallel_range": "4e-6 at T = 64 and 4e-4 at T = 4,096",
+        "f32_stable_range": "2e-6 at T = 64 and 3e-6 at T = 4,096",
+        "f32_chunked_range": "2e-7 at T = 64 and 3e-7 at T = 4,096",
         "speed_device": "cpu",
         "speed_batch": "64",
         "speed_hidden": "128",
@@ -439,9 +460,17 @@ def test_equivalence_study_tiny():
         for h in ("zero", "h0")
     }  # fmt: skip
     for key, worst in out.items():
-        assert set(worst) == {"parallel", "chunked"}
+        assert set(worst) == {"parallel", "chunked", "stable"}
         assert max(worst.values()) <= (1e-10 if "/float64/" in key else 1e-4)
     assert study.equivalence_study([8, 3], seed=0, batch=2, hidden=4) == out
+
+
+def test_float32_error_by_length_tiny():
+    out = study.float32_error_by_length([8, 64], seed=0, batch=2, hidden=4)
+    assert set(out) == set(study.FLOAT32_MODES) and set(out["stable"]) == {"8", "64"}
+    assert all(0 <= e < 1e-4 for by_length in out.values() for e in by_length.values())
+    table = chapter.float32_table(out)
+    assert list(table.columns) == ["T = 8", "T = 64"] and len(table) == 3
 
 
 def test_speed_study_tiny():

@@ -156,6 +156,28 @@ def test_run_chapter_end_to_end(fake_root, tmp_path):
     assert not chapter.executed_path.exists()  # output= was honoured
 
 
+SAVE_THEN_CHECK = """from reprobook import results
+results.start_run("ch97-keep", profile, {"seed": seed}).save({"seed": seed})
+assert seed == 1, "the claim failed after the save"
+"""
+
+
+def test_a_run_that_fails_after_saving_leaves_the_artefacts_as_they_were(fake_root, tmp_path):
+    chapter = _chapter_md(fake_root / "notebooks" / "ch97-keep.md", SAVE_THEN_CHECK)
+    folder = runner.results_folder(chapter, "smoke")
+    assert folder == tmp_path / "results" / "ch97-keep" / "smoke"
+    with pytest.raises(runner.ChapterRunError):  # no folder before: none after
+        runner.run_chapter(chapter, {"seed": 2}, output=tmp_path / "a.ipynb", quiet=True)
+    assert not folder.exists()
+    runner.run_chapter(chapter, {"seed": 1}, output=tmp_path / "b.ipynb", quiet=True)
+    good = (folder / "metrics.json").read_text()
+    assert json.loads(good) == {"seed": 1}
+    with pytest.raises(runner.ChapterRunError, match="the claim failed"):
+        runner.run_chapter(chapter, {"seed": 2}, output=tmp_path / "c.ipynb", quiet=True)
+    assert (folder / "metrics.json").read_text() == good  # the failed run's save is undone
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.json", "provenance.json"]
+
+
 def test_run_chapter_kills_a_run_past_its_budget(fake_root, tmp_path):
     chapter = _chapter_md(fake_root / "notebooks" / "ch97-slow.md", "import time\ntime.sleep(60)")
     output = tmp_path / "slow.ipynb"

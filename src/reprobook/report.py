@@ -146,6 +146,11 @@ class Paired:
         return out + f"; higher in {self.wins} of {self.n}"
 
 
+def per_seed(values: Sequence[Any], digits: int | None = None) -> str:
+    """Per-seed values joined by "/" (``12/9/14``), each with ``digits`` decimals when given."""
+    return "/".join(str(v) if digits is None else f"{v:.{digits}f}" for v in values)
+
+
 def paired_p(diffs: Sequence[float]) -> float | None:
     """Two-sided p-value of a paired t-test that the mean difference is 0 (None below 2 pairs,
     1.0 when every difference is 0, 0.0 when all are equal and non-zero)."""

@@ -232,6 +232,7 @@ def run_chapter(
     if not quiet:
         shown = " ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
         print(f"[reprobook] {chapter.id} ({profile}, {shown}), budget {budget:.0f} s", flush=True)
+    kept = _keep_results(results_folder(chapter, profile, results_dir), work)
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -248,6 +249,7 @@ def run_chapter(
     except BaseException:  # Ctrl-C or SIGTERM: take papermill and its kernel down too
         _kill_tree(proc.pid)
         _note_stop(output, nb, "it was interrupted")
+        kept.restore()
         raise
     finally:
         if previous_handler is not None:
@@ -266,17 +268,56 @@ def run_chapter(
     )
     _record(record)
     if reason:
+        kept.restore()  # a run that saved, then failed (an assertion, the budget): no trace
         tail = "\n".join((log or "").strip().splitlines()[-25:])
         raise ChapterRunError(
             f"{chapter.id} failed: {reason} after {wall:.1f} s. "
             f"Executed notebook with the traceback: {output}\n{tail}"
         )
+    kept.discard()
     publish.finish_executed(output, profile)
     if profile == "full":
         _keep_full_run(chapter, output, results_dir, quiet, work)
     if not quiet:
         print(f"[reprobook] {chapter.id} done in {wall:.1f} s -> {output}", flush=True)
     return record
+
+
+def results_folder(chapter: Chapter, profile: str, results_dir: Path | None = None) -> Path:
+    """Where a run of ``chapter`` in ``profile`` saves its artefacts (as ``results.start_run``)."""
+    from reprobook import results
+
+    root = Path(results_dir).resolve() if results_dir is not None else results.results_root()
+    return root / chapter.id / profile
+
+
+@dataclass
+class _KeptResults:
+    """A copy of a results folder taken before a run, put back if the run fails."""
+
+    folder: Path
+    copy: Path | None  # None: there was no folder before the run
+
+    def restore(self) -> None:
+        """Put the folder back as it was (remove one that a failed run created)."""
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        if self.copy is not None:
+            shutil.move(str(self.copy), str(self.folder))
+
+    def discard(self) -> None:
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
+
+
+def _keep_results(folder: Path, work: Path) -> _KeptResults:
+    """Copy ``folder`` aside (into ``work``) so that a failed run can leave it untouched."""
+    if not folder.exists():
+        return _KeptResults(folder, None)
+    copy_dir = work / f"kept-{folder.parent.name}-{folder.name}"
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    shutil.copytree(folder, copy_dir)
+    return _KeptResults(folder, copy_dir)
 
 
 def _keep_full_run(

@@ -121,7 +121,7 @@ def results_table(agg: dict[str, dict], grid: dict) -> pd.DataFrame:
             f"modes found (of {grid['n_mode_states']})": (
                 f"{row['final_modes']:.1f} ± {row['final_modes_se']:.1f}"
             ),
-            "per seed": "/".join(str(m) for m in row["final_modes_per_seed"]),
+            "per seed": report.per_seed(row["final_modes_per_seed"]),
             "samples to find all (per seed)": "/".join(
                 "—" if n is None else f"{n:,}" for n in row["samples_to_all_modes_per_seed"]
             ),
@@ -133,16 +133,14 @@ def results_table(agg: dict[str, dict], grid: dict) -> pd.DataFrame:
             "train L1, sum": f"{row['train_l1_sum']:.3f}",
             "modes at equal student steps": f"{row['modes_at_equal_steps']:.1f}",
             "modes in the student's own batches": f"{row['student_modes']:.1f}",
-            "modes in eval samples (per seed)": "/".join(
-                str(m) for m in row["eval_modes_per_seed"]
-            ),
+            "modes in eval samples (per seed)": report.per_seed(row["eval_modes_per_seed"]),
             "ms / iteration": f"{row['ms_per_iteration']:.0f}",
         })  # fmt: skip
     return pd.DataFrame(rows).set_index("method")
 
 
 def _modes(row: dict, total: int) -> str:
-    per_seed = "/".join(str(m) for m in row["final_modes_per_seed"])
+    per_seed = report.per_seed(row["final_modes_per_seed"])
     return f"{row['final_modes']:.1f} of {total} (seeds: {per_seed})"
 
 
@@ -336,7 +334,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
 
 def _modes_cells(per_seed: list[int]) -> dict[str, str]:
     return {
-        "modes found, per seed": "/".join(str(m) for m in per_seed),
+        "modes found, per seed": report.per_seed(per_seed),
         "mean ± SE": report.fmt_mean_se(per_seed, 1),
     }
 
@@ -369,7 +367,7 @@ def official_reference_table(official: dict, metrics: dict) -> pd.DataFrame:
         rows.append({
             "method": ARM_LABELS.get(row["arm"], row["arm"]), "code": "official",
             **_modes_cells(row["modes_per_seed"]),
-            fresh: "/".join(str(m) for m in row["fresh_modes_per_seed"]),
+            fresh: report.per_seed(row["fresh_modes_per_seed"]),
             "eval L1, mean (×1e-5)": report.fmt_mean_se(row["eval_l1_mean_per_seed"], 3, 1e5),
         })  # fmt: skip
         ours = metrics["aggregate"].get(row["arm"])
@@ -379,7 +377,7 @@ def official_reference_table(official: dict, metrics: dict) -> pd.DataFrame:
             rows.append({
                 "method": ours["label"], "code": "this book",
                 **_modes_cells(ours["final_modes_per_seed"]),
-                fresh: "/".join(str(m) for m in ours["eval_modes_per_seed"]),
+                fresh: report.per_seed(ours["eval_modes_per_seed"]),
                 "eval L1, mean (×1e-5)": report.fmt_mean_se(l1, 3, 1e5),
             })  # fmt: skip
     return pd.DataFrame(rows).set_index(["method", "code"])
@@ -416,9 +414,9 @@ def official_fresh_table(official: dict) -> pd.DataFrame:
     check = official["student_fresh_check"]
     rows = [
         {"method": ARM_LABELS.get(row["arm"], row["arm"]),
-         "modes found in training, per seed": "/".join(str(m) for m in row["modes_per_seed"]),
-         f"modes among {check['eval_samples']:,} fresh student samples, per seed": "/".join(
-             str(m) for m in row["fresh_modes_per_seed"]
+         "modes found in training, per seed": report.per_seed(row["modes_per_seed"]),
+         f"modes among {check['eval_samples']:,} fresh student samples, per seed": report.per_seed(
+             row["fresh_modes_per_seed"]
          )}
         for row in check["rows"]
     ]  # fmt: skip

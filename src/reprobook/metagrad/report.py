@@ -145,14 +145,16 @@ def _every_seed(cell: dict, name: str = "dpg_minus") -> bool:
     return cell[f"{name}_better"] == len(cell[name])
 
 
+def gradient_row(gradient: dict, loop: str, steps: int | None) -> dict | None:
+    """The largest sample's cell of ``loop`` at ``steps`` inner steps (None if not studied)."""
+    rows = [r for r in gradient["rows"] if r["loop"] == loop and r["inner_steps"] == steps]
+    return max(rows, key=lambda r: r["n"]) if rows else None
+
+
 def gradient_headline_row(gradient: dict, loop: str) -> dict | None:
     """The cell the gradient claims read: the chapter's own M (``chapter_steps``) and the
     largest sample; None when that M was not in the study."""
-    rows = [
-        r for r in gradient["rows"]
-        if r["loop"] == loop and r["inner_steps"] == gradient.get("chapter_steps")
-    ]  # fmt: skip
-    return max(rows, key=lambda r: r["n"]) if rows else None
+    return gradient_row(gradient, loop, gradient.get("chapter_steps"))
 
 
 def _pm(cell: dict, which: str) -> str:
@@ -183,7 +185,7 @@ def summary_table(metrics: dict) -> pd.DataFrame:
                 "at the end (SGD target)": _pm(cell, "end_sgd"),
                 "change (paired)": _pm(cell, "change"),
                 "DPG − this arm (paired)": _paired(cell) if "dpg_minus" in cell else "—",
-                "end, per seed": "/".join(f"{v:.3f}" for v in cell["end"]),
+                "end, per seed": report.per_seed(cell["end"], 3),
                 "minutes per run": f"{np.mean(cell['seconds']) / 60:.1f}",
             })  # fmt: skip
     return pd.DataFrame(rows).set_index(["target", "arm"])
@@ -548,6 +550,14 @@ def _new_evidence_numbers(metrics: dict) -> dict[str, str]:
             f"M = {row['inner_steps']}, n = {row['n']:,}" if row else NOT_RUN
         )
     out["gradient_sequences"] = f"{gradient['n_sequences']}" if gradient else NOT_RUN
+    for loop in ("sgd", "adamw"):
+        row = None
+        if gradient:
+            row = gradient_row(gradient, loop, min(r["inner_steps"] for r in gradient["rows"]))
+        out[f"gradient_{loop}_fewest_steps"] = (
+            f"cosine {row['cosine_mean']:.2f} ± {row['cosine_se']:.2f} at M = "
+            f"{row['inner_steps']}, n = {row['n']:,}" if row else NOT_RUN
+        )  # fmt: skip
     out["gradient_problem"] = (
         f"all {gradient['n_sequences']} sequences of {gradient['length']} tokens from "
         f"{gradient['vocab']}, and a float64 TinyGPT of width {gradient['d_model']} as the target"
@@ -590,13 +600,9 @@ def judge_table(metrics: dict) -> pd.DataFrame:
                 "pretrained generator": _pm(cell, "start"), "final generator": _pm(cell, "end"),
                 "change (paired)": _pm(cell, "change"),
                 "DPG − this arm (paired)": _paired(cell) if "dpg_minus" in cell else "—",
-                "end, per seed": _per_seed(cell["end"]),
+                "end, per seed": report.per_seed(cell["end"], 3),
             })  # fmt: skip
     return pd.DataFrame(rows).set_index(["target", "arm"])
-
-
-def _per_seed(values: list[float], digits: int = 3) -> str:
-    return "/".join(f"{v:.{digits}f}" for v in values)
 
 
 def language_table(metrics: dict) -> pd.DataFrame:
@@ -608,7 +614,8 @@ def language_table(metrics: dict) -> pd.DataFrame:
             rows.append({
                 "target": TARGET_LABELS[target], "arm": ARM_LABELS[arm],
                 "NLL at step 0": _pm(cell, "start"), "NLL at the end": _pm(cell, "end"),
-                "change (paired)": _pm(cell, "change"), "NLL end, per seed": _per_seed(cell["end"]),
+                "change (paired)": _pm(cell, "change"),
+                "NLL end, per seed": report.per_seed(cell["end"], 3),
                 "rare transitions at step 0": _pm(cell, "rare_start"),
                 "rare transitions at the end": _pm(cell, "rare_end"),
             })  # fmt: skip
@@ -651,7 +658,7 @@ def sgd_grid_table(metrics: dict) -> pd.DataFrame:
     for key, cell in grid["per_lr"].items():
         rows.append({
             "SGD inner lr": key, "through its own SGD loop": _pm(cell, "own"),
-            "through AdamW": _pm(cell, "adamw"), "own, per seed": _per_seed(cell["own"]),
+            "through AdamW": _pm(cell, "adamw"), "own, per seed": report.per_seed(cell["own"], 3),
             "best": "✓" if cell["lr"] == grid["best_lr"] else "",
         })  # fmt: skip
     return pd.DataFrame(rows).set_index("SGD inner lr")

@@ -12,10 +12,11 @@ sequence reduces to h_t = a_t h_{t-1} + b_t, solved by one of the scans in ``sca
 
 - ``"sequential"``: a step loop calling ``step`` (what inference does, one token at a time);
 - ``"parallel"``: the paper's log-space parallel scan;
-- ``"chunked"``: the blocked scan (same recurrence, linear space, ~2 sqrt(T) Python steps).
+- ``"chunked"``: the blocked scan (same recurrence, linear space, ~2 sqrt(T) Python steps);
+- ``"stable"``: the log-space scan re-centred per chunk, whose float32 error does not grow with T.
 
 The initial state h_0 is zero, a learned vector g(w) (``learn_h0=True``), or passed in. A state
-passed in must be positive for the parallel mode (states the cell produces always are).
+passed in must be positive for the log-space modes (states the cell produces always are).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from torch import Tensor, nn
 
 from reprobook.rnn import scan
 
-MODES = ("sequential", "parallel", "chunked")
+MODES = ("sequential", "parallel", "chunked", "stable")
+LOG_SPACE_MODES = ("parallel", "stable")
 
 
 def _check_mode(mode: str) -> None:
@@ -78,14 +80,15 @@ class _MinCell(nn.Module):
                 states.append(h)
             return torch.stack(states, 1)
         gates = self.linear(x)
-        if mode == "parallel":
+        if mode in LOG_SPACE_MODES:
             if h0 is not None and not bool((h0 > 0).all()):
                 raise ValueError(
-                    "the log-space parallel scan needs a positive h0 (it takes log h0); states "
-                    "produced by the cell are positive: pass one of them, or g(h0)"
+                    f"the log-space scan ({mode} mode) needs a positive h0 (it takes log h0); "
+                    "states produced by the cell are positive: pass one of them, or g(h0)"
                 )
             log_a, log_b = self.log_coefficients(gates)
-            return scan.log_space_scan(log_a, log_b, None if h0 is None else torch.log(h0))
+            solve = scan.log_space_scan if mode == "parallel" else scan.stable_log_space_scan
+            return solve(log_a, log_b, None if h0 is None else torch.log(h0))
         a, b = self.coefficients(gates)
         return scan.chunked_scan(a, b, h0)
 

@@ -10,11 +10,15 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from reprobook.rnn import study
 
-METRICS_VERSION = 1
-REQUIRED_KEYS = ("equivalence", "speed", "speed_ratios_512", "selective_copy", "char_lm", "claims")
+METRICS_VERSION = 2  # 2: the stable scan, float32 error by length
+REQUIRED_KEYS = (
+    "equivalence", "float32_by_length", "speed", "speed_ratios_512", "selective_copy", "char_lm",
+    "claims",
+)  # fmt: skip
 PAPER_CLAIM = (
     "stripped of every gate's dependence on the previous hidden state, minGRU and minLSTM are "
     "linear recurrences that train in parallel with a scan, many times faster than a classic "
@@ -22,9 +26,14 @@ PAPER_CLAIM = (
     "characters as well as a Transformer"
 )
 CLAIMS = {
-    "modes_agree_float64": "the log-space and chunked scans give the step loop's states, within "
-    "1e-5 in float64 (Experiment 1)",
+    "modes_agree_float64": "the log-space, stable and chunked scans give the step loop's states, "
+    "within 1e-5 in float64 (Experiment 1)",
     "modes_agree_float32": "the same within 1e-3 in float32 (sanity)",
+    "log_space_error_grows_float32": "in float32 the log-space scan's relative error grows with "
+    "T: at the longest T it is at least sqrt(T_max / T_min) times its error at the shortest "
+    "(Experiment 1; descriptive, reported)",
+    "stable_error_flat_float32": "in float32 the stable (re-centred) scan's relative error at "
+    "the longest T is at most twice its error at the shortest, plus 1e-6 (Experiment 1)",
     "parallel_faster_than_sequential_512": "at T = 512 the log-space scan trains faster than "
     "the min-cell's own step loop, for both cells (Experiment 2; asserted on a GPU only)",
     "chunked_faster_than_sequential_512": "at T = 512 the chunked scan trains faster than the "
@@ -52,6 +61,17 @@ def check_claims(metrics: dict) -> dict[str, bool]:
     claims["modes_agree_float32"] = all(
         max(v.values()) <= 1e-3 for k, v in eq.items() if "/float32/" in k
     )
+    growth = metrics["float32_by_length"]
+    lengths = sorted(growth["parallel"], key=int)
+    if len(lengths) > 1:
+        shortest, longest = lengths[0], lengths[-1]
+        ratio = math.sqrt(int(longest) / int(shortest))
+        claims["log_space_error_grows_float32"] = (
+            growth["parallel"][longest] >= ratio * growth["parallel"][shortest]
+        )
+        claims["stable_error_flat_float32"] = (
+            growth["stable"][longest] <= 2 * growth["stable"][shortest] + 1e-6
+        )
     ups = study.speedup_table(metrics["speed"])
     ratios_512 = metrics["speed_ratios_512"]
     claims["parallel_faster_than_sequential_512"] = all(
@@ -226,7 +246,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
     worst = {
         (dtype, mode): max(v[mode] for k, v in eq.items() if f"/{dtype}/" in k)
         for dtype in ("float64", "float32")
-        for mode in ("parallel", "chunked")
+        for mode in ("parallel", "chunked", "stable")
     }
     speed, ratios = metrics["speed"], metrics["speed_ratios_512"]
     copy = metrics["selective_copy"]
@@ -242,6 +262,8 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "eq_float64_worst": _exp(max(worst["float64", m] for m in ("parallel", "chunked"))),
         "eq_float32_parallel": _exp(worst["float32", "parallel"]),
         "eq_float32_chunked": _exp(worst["float32", "chunked"]),
+        "eq_float32_stable": _exp(worst["float32", "stable"]),
+        **_growth_numbers(metrics["float32_by_length"]),
         "speed_device": speed["device"],
         "speed_batch": str(speed["batch"]),
         "speed_hidden": str(speed["hidden"]),
@@ -264,3 +286,25 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
                 ratios[f"{c}/{mode} vs {c}/sequential"]
             )
     return numbers
+
+
+def _growth_numbers(growth: dict[str, dict[str, float]]) -> dict[str, str]:
+    """float32 relative error of each scan at the shortest and the longest T, as prose."""
+    out = {}
+    for mode, by_length in growth.items():
+        lengths = sorted(by_length, key=int)
+        out[f"f32_{mode}_range"] = (
+            f"{_exp(by_length[lengths[0]])} at T = {lengths[0]} and "
+            f"{_exp(by_length[lengths[-1]])} at T = {int(lengths[-1]):,}"
+        )
+    return out
+
+
+def float32_table(growth: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Largest relative float32 error of each scan against the float64 step loop, per T."""
+    return pd.DataFrame(
+        {
+            mode: {f"T = {int(t):,}": f"{e:.1e}" for t, e in by_length.items()}
+            for mode, by_length in growth.items()
+        }  # fmt: skip
+    ).T
