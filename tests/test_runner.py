@@ -176,6 +176,14 @@ def test_a_run_that_fails_after_saving_leaves_the_artefacts_as_they_were(fake_ro
         runner.run_chapter(chapter, {"seed": 2}, output=tmp_path / "c.ipynb", quiet=True)
     assert (folder / "metrics.json").read_text() == good  # the failed run's save is undone
     assert sorted(p.name for p in folder.iterdir()) == ["metrics.json", "provenance.json"]
+    assert not list((fake_root / "_build" / ".run").glob("kept-*"))  # no copy left behind
+    slow = _chapter_md(
+        fake_root / "notebooks" / "ch97-keep.md",
+        SAVE_THEN_CHECK.replace("assert seed == 1", "import time\ntime.sleep(60)\nassert seed"),
+    )
+    with pytest.raises(runner.ChapterRunError, match="time budget"):  # saved, then too slow
+        runner.run_chapter(slow, {"seed": 3}, budget_s=15, output=tmp_path / "d.ipynb", quiet=True)
+    assert (folder / "metrics.json").read_text() == good
 
 
 def test_run_chapter_kills_a_run_past_its_budget(fake_root, tmp_path):

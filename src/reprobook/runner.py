@@ -232,7 +232,50 @@ def run_chapter(
     if not quiet:
         shown = " ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
         print(f"[reprobook] {chapter.id} ({profile}, {shown}), budget {budget:.0f} s", flush=True)
-    kept = _keep_results(results_folder(chapter, profile, results_dir), work)
+    folder = results_folder(chapter, profile, results_dir)
+    if "REPROBOOK_RESULTS_DIR" in env:  # resolved here: the kernel runs in notebooks/
+        env["REPROBOOK_RESULTS_DIR"] = str(folder.parent.parent)
+    kept = _keep_results(folder, work)
+    succeeded = False
+    try:
+        reason, log, wall = _execute(cmd, env, budget, output, nb)
+        record = RunRecord(
+            chapter=chapter.id,
+            profile=profile,
+            parameters=params,
+            ok=not reason,
+            wall_time_s=round(wall, 2),
+            budget_s=budget,
+            executed_notebook=str(output),
+            finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+            reason=reason,
+        )
+        _record(record)
+        if reason:
+            tail = "\n".join((log or "").strip().splitlines()[-25:])
+            raise ChapterRunError(
+                f"{chapter.id} failed: {reason} after {wall:.1f} s. "
+                f"Executed notebook with the traceback: {output}\n{tail}"
+            )
+        publish.finish_executed(output, profile)
+        if profile == "full":
+            _keep_full_run(chapter, output, results_dir, quiet, work)
+        succeeded = True
+    finally:  # a run that saved and then failed (an assertion, the budget, an interrupt, the
+        # fingerprint's smoke run) leaves the folder as it was
+        if succeeded:
+            kept.discard()
+        else:
+            kept.restore()
+    if not quiet:
+        print(f"[reprobook] {chapter.id} done in {wall:.1f} s -> {output}", flush=True)
+    return record
+
+
+def _execute(
+    cmd: list[str], env: dict[str, str], budget: float, output: Path, nb: nbformat.NotebookNode
+) -> tuple[str, str, float]:
+    """Run papermill within ``budget`` seconds; return (why it failed or "", its log, seconds)."""
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -249,38 +292,11 @@ def run_chapter(
     except BaseException:  # Ctrl-C or SIGTERM: take papermill and its kernel down too
         _kill_tree(proc.pid)
         _note_stop(output, nb, "it was interrupted")
-        kept.restore()
         raise
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-    wall = time.monotonic() - start
-    record = RunRecord(
-        chapter=chapter.id,
-        profile=profile,
-        parameters=params,
-        ok=not reason,
-        wall_time_s=round(wall, 2),
-        budget_s=budget,
-        executed_notebook=str(output),
-        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-        reason=reason,
-    )
-    _record(record)
-    if reason:
-        kept.restore()  # a run that saved, then failed (an assertion, the budget): no trace
-        tail = "\n".join((log or "").strip().splitlines()[-25:])
-        raise ChapterRunError(
-            f"{chapter.id} failed: {reason} after {wall:.1f} s. "
-            f"Executed notebook with the traceback: {output}\n{tail}"
-        )
-    kept.discard()
-    publish.finish_executed(output, profile)
-    if profile == "full":
-        _keep_full_run(chapter, output, results_dir, quiet, work)
-    if not quiet:
-        print(f"[reprobook] {chapter.id} done in {wall:.1f} s -> {output}", flush=True)
-    return record
+    return reason, log, time.monotonic() - start
 
 
 def results_folder(chapter: Chapter, profile: str, results_dir: Path | None = None) -> Path:
@@ -299,9 +315,13 @@ class _KeptResults:
     copy: Path | None  # None: there was no folder before the run
 
     def restore(self) -> None:
-        """Put the folder back as it was (remove one that a failed run created)."""
+        """Put the folder back as it was (remove one that a failed run created, and what an
+        interrupted ``Run.save`` left beside it)."""
         if self.folder.exists():
             shutil.rmtree(self.folder)
+        for left in self.folder.parent.glob(f".*-{self.folder.name}-*"):
+            if left.name.startswith((".tmp-", ".old-")):
+                shutil.rmtree(left, ignore_errors=True)
         if self.copy is not None:
             shutil.move(str(self.copy), str(self.folder))
 

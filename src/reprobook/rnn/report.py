@@ -259,7 +259,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         if c in losses and "transformer" in losses
     ]
     numbers = {
-        "eq_float64_worst": _exp(max(worst["float64", m] for m in ("parallel", "chunked"))),
+        "eq_float64_worst": _exp(max(worst["float64", m] for m in study.FLOAT32_MODES)),
         "eq_float32_parallel": _exp(worst["float32", "parallel"]),
         "eq_float32_chunked": _exp(worst["float32", "chunked"]),
         "eq_float32_stable": _exp(worst["float32", "stable"]),

@@ -9,7 +9,7 @@ Every min-RNN layer reduces to this recurrence, with gates a_t, b_t that depend 
 - ``stable_log_space_scan``: the log-space scan re-centred per chunk. In float32 the plain
   log-space scan loses accuracy in proportion to T: a* = cumsum(log a) grows like T, and
   a* + logcumsumexp(log b - a*) cancels two numbers of that size, so its rounding error (about
-  |a*| times float32's epsilon) grows linearly with T. Within a chunk a* stays of the chunk's
+  |a*| times float32's epsilon) grows with T, about linearly. Within a chunk a* stays of the chunk's
   size; chunks are joined by a short log-space carry, so the error no longer grows with T.
 - ``chunked_scan``: the same recurrence as a blocked scan, the way a parallel prefix scan runs on
   a CPU with few cores: a step loop *inside* chunks, vectorised over all chunks at once, then a
@@ -81,7 +81,8 @@ def log_space_scan(log_a: Tensor, log_b: Tensor, log_h0: Tensor | None = None) -
     return h[:, 1:] if log_h0 is not None else h
 
 
-STABLE_CHUNK = 32  # float32 relative error ~3e-6 to 5e-6 for T = 64 .. 16384 (unit-tested)
+STABLE_CHUNK = 32  # float32 relative error about 2e-6 to 5e-6 from T = 64 to 16384 (measured;
+# the unit test checks T = 64 and 4096)
 
 
 def stable_log_space_scan(
