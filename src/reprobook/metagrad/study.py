@@ -219,8 +219,6 @@ class Setup:
     start: Params
     head_name: str
     facts: dict
-    judged_start: dict | None = None  # the judge's reading of the pretrained generator
-    samples_start: list | None = None  # its held-out rollouts, shown beside each arm's
 
 
 def _tiny_gpt(config, d_model: int, n_layers: int, seed: int) -> TinyGPT:
@@ -276,12 +274,8 @@ def prepare(config, seed: int, progress: bool = True) -> Setup:
     facts["head_norm_floor"] = head_norm_floor(
         start[head_name], config.inner_lr, config.inner_steps
     )
-    setup = Setup(seed, language, train_stream, eval_prompts, judge_prompts, generator,
-                  target_model, start, head_name, facts)  # fmt: skip
-    # The same for every arm of the seed: read once here, not once per run.
-    setup.judged_start = judge_generator(config, setup, generator)
-    setup.samples_start = sample_rollouts(config, setup, generator)
-    return setup
+    return Setup(seed, language, train_stream, eval_prompts, judge_prompts, generator,
+                 target_model, start, head_name, facts)  # fmt: skip
 
 
 def head_norm_floor(head: torch.Tensor, lr: float, steps: int) -> float:
@@ -421,8 +415,8 @@ def run_arm(
     kept = TRAIN_CURVES[target_name]  # per-step numbers worth keeping (Phi_l2 is -head_norm)
     curves: dict[str, list[float]] = {key: [] for key in (*kept, "nll", "chain_nll")}
     evals = [evaluate(config, setup, generator, target, 0, sgd_lr)]
-    judged = {"start": setup.judged_start or judge_generator(config, setup, generator)}
-    samples = {"start": setup.samples_start or sample_rollouts(config, setup, generator)}
+    judged = {"start": judge_generator(config, setup, generator)}
+    samples = {"start": sample_rollouts(config, setup, generator)}
     started = time.perf_counter()
     label = f"seed {setup.seed} {target_name} {arm}"
     for step in tqdm(
