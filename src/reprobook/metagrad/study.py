@@ -219,6 +219,7 @@ class Setup:
     start: Params
     head_name: str
     facts: dict
+    judged_start: dict | None = None  # the judge's reading of the pretrained generator
 
 
 def _tiny_gpt(config, d_model: int, n_layers: int, seed: int) -> TinyGPT:
@@ -415,7 +416,7 @@ def run_arm(
     kept = TRAIN_CURVES[target_name]  # per-step numbers worth keeping (Phi_l2 is -head_norm)
     curves: dict[str, list[float]] = {key: [] for key in (*kept, "nll", "chain_nll")}
     evals = [evaluate(config, setup, generator, target, 0, sgd_lr)]
-    judged = {"start": judge_generator(config, setup, generator)}
+    judged = {"start": setup.judged_start or judge_generator(config, setup, generator)}
     samples = {"start": sample_rollouts(config, setup, generator)}
     started = time.perf_counter()
     label = f"seed {setup.seed} {target_name} {arm}"
@@ -487,6 +488,8 @@ def run_all(config, setups: dict[int, Setup], progress: bool = True) -> tuple[li
 
     Returns ``(runs, grid_runs)``; grid runs keep their evaluations and judge, not their curves.
     """
+    for setup in setups.values():  # the same in every arm of a seed: read it once
+        setup.judged_start = judge_generator(config, setup, setup.generator)
     jobs = [
         (config, setups[s], arm, target, None)
         for s in setups for target in config.targets for arm in config.arms
