@@ -199,6 +199,63 @@ def test_chunked_scan_gradcheck():
     assert torch.autograd.gradcheck(lambda a, b, h: scan.chunked_scan(a, b, h, chunk=2), (a, b, h0))
 
 
+@pytest.mark.parametrize(("length", "chunk"), CHUNK_CASES)
+@pytest.mark.parametrize("cell_class", [cells.MinGRU, cells.MinLSTM])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_chunked_cell_scan_matches_the_scan_of_its_coefficients(length, chunk, cell_class, with_h0):
+    torch.manual_seed(length)
+    cell = cell_class(3, 4).double()
+    gates = 2 * torch.randn(2, length, cell.n_gates * 4, generator=gen(length), dtype=F64)
+    h0 = torch.rand(2, 4, generator=gen(1), dtype=F64) + 0.1 if with_h0 else None
+    expected = scan.sequential_scan(*cell.coefficients(gates), h0)
+    got = scan.chunked_cell_scan(gates, cell.coefficients, h0, chunk=chunk)
+    assert_close(got, expected, 1e-10)
+
+
+@pytest.mark.parametrize("cell_class", [cells.MinGRU, cells.MinLSTM])
+@pytest.mark.parametrize("closed_form", [False, True])
+@pytest.mark.parametrize(("length", "chunk"), [(5, 2), (6, 3), (1, 4)])
+def test_chunked_cell_scan_gradcheck(cell_class, closed_form, length, chunk):
+    # The written-out backward (reverse scan, then each slice's vector-Jacobian product of the
+    # gates, by autograd or in closed form) against finite differences, padding included.
+    torch.manual_seed(0)
+    cell = cell_class(3, 2).double()
+    gates = torch.randn(2, length, cell.n_gates * 2, dtype=F64, requires_grad=True)
+    h0 = (torch.rand(2, 2, dtype=F64) + 0.1).requires_grad_()
+    vjp = cell.coefficients_vjp if closed_form else None
+    assert torch.autograd.gradcheck(
+        lambda g, h: scan.chunked_cell_scan(g, cell.coefficients, h, chunk=chunk, vjp=vjp),
+        (gates, h0),
+    )
+    assert torch.autograd.gradcheck(
+        lambda g: scan.chunked_cell_scan(g, cell.coefficients, chunk=chunk, vjp=vjp), (gates,)
+    )
+
+
+@pytest.mark.parametrize("cell_class", [cells.MinGRU, cells.MinLSTM])
+def test_coefficients_vjp_equals_autograd(cell_class):
+    torch.manual_seed(1)
+    cell = cell_class(3, 5).double()
+    gates = 3 * torch.randn(4, 6, cell.n_gates * 5, dtype=F64, requires_grad=True)
+    grad_a, grad_b = torch.randn(2, 4, 6, 5, dtype=F64)
+    expected = torch.autograd.grad(cell.coefficients(gates), gates, (grad_a, grad_b))[0]
+    assert_close(cell.coefficients_vjp(gates.detach(), grad_a, grad_b), expected, 1e-12)
+
+
+def test_cell_chunk_size():
+    assert [scan.cell_chunk_size(t, 64) for t in (64, 1024, 4096)] == [8, 32, 64]
+    assert [scan.cell_chunk_size(t, 1) for t in (4, 64, 1024, 4096)] == [4, 4, 16, 32]
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunk"), [((2, 6), None), ((2, 0, 4), None), ((2, 6, 4), 0), ((2, 6, 4), 1.5)]
+)
+def test_chunked_cell_scan_rejects_bad_input(shape, chunk):
+    cell = cells.MinGRU(3, 2)
+    with pytest.raises(ValueError):
+        scan.chunked_cell_scan(torch.zeros(shape), cell.coefficients, chunk=chunk)
+
+
 def test_log_space_scan_gradcheck():
     log_a, log_b, log_h0 = positive_coefficients(1, 5, 2, seed=2)
     inputs = tuple(t.clone().requires_grad_() for t in (log_a, log_b, log_h0))
@@ -733,6 +790,23 @@ def test_time_training_step_custom_forward():
 def test_time_training_step_rejects_bad_counts(repeats, warmup):
     with pytest.raises(ValueError):
         bench.time_training_step(nn.Linear(2, 2), torch.randn(1, 2), repeats, warmup)
+    with pytest.raises(ValueError):
+        bench.time_inference(nn.Linear(2, 2), torch.randn(1, 2), repeats, warmup)
+
+
+def test_time_training_step_without_memory_and_time_inference():
+    layer, x, calls = nn.Linear(3, 4), torch.randn(2, 3), []
+
+    def forward(module, inputs):
+        calls.append(torch.is_inference_mode_enabled())
+        return module(inputs)
+
+    result = bench.time_training_step(layer, x, repeats=2, warmup=1, forward=forward, memory=False)
+    assert set(result) == {"seconds", "seconds_min"} and calls == [False] * 3
+    calls.clear()
+    result = bench.time_inference(layer, x, repeats=2, warmup=1, forward=forward)
+    assert set(result) == {"seconds", "seconds_min"} and calls == [True] * 3
+    assert 0 < result["seconds_min"] <= result["seconds"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from reprobook import report
+from reprobook.profiles import Config
 from reprobook.rnn import cells, models, study
 from reprobook.rnn import report as chapter
 
@@ -172,6 +173,19 @@ def test_speed_ratios_at():
 # --------------------------------------------------------------------------------------------
 
 
+def make_community(lengths=(64, 512)) -> dict:
+    """Ours 2x as fast as the package's best at every point (chunked vs its step loop)."""
+    times = {"ours/chunked": 1.0, "ours/parallel": 3.0, "ours/sequential": 2.5,
+             "community/parallel": 3.0, "community/sequential": 2.0}  # fmt: skip
+    return {
+        "package": "minGRU-pytorch 0.2.1", "hidden": 4, "device": "cpu",
+        "timings": {phase: {batch: {v: {str(t): s * int(t) for t in lengths}
+                                    for v, s in times.items()}
+                            for batch in ("1", "64")}
+                    for phase in ("training", "inference")},
+    }  # fmt: skip
+
+
 def make_metrics(lengths=(512, 4096)) -> dict:
     equivalence = {
         f"{cell}/{dtype}/{h0}": {
@@ -190,9 +204,13 @@ def make_metrics(lengths=(512, 4096)) -> dict:
                 "seconds": 1.0}  # fmt: skip
 
     selective_copy = {
-        "mingru": {"1": copy_result([0.5]), "2": copy_result([0.7]),
-                   "3": copy_result([0.9, 0.95, 1.0])},
-        "minlstm": {"1": copy_result([0.6]), "3": copy_result([0.8])},
+        "depths": {
+            "mingru": {"1": copy_result([0.5, 0.5, 0.5]), "2": copy_result([0.7, 0.7, 0.7]),
+                       "3": copy_result([0.9, 0.95, 1.0])},
+            "minlstm": {"1": copy_result([0.6]), "3": copy_result([0.8])},
+        },
+        "wide": {"mingru": dict(copy_result([0.6, 0.6, 0.6]), d_model=12),
+                 "minlstm": dict(copy_result([0.7]), d_model=10)},
     }  # fmt: skip
     char_lm = {
         "corpus": {"source": "pydoc_data.topics (CPython's help topics)", "sha256": "0" * 64,
@@ -214,6 +232,7 @@ def make_metrics(lengths=(512, 4096)) -> dict:
         },
         "speed": speed,
         "speed_ratios_512": study.speed_ratios_at(speed, 512),
+        "speed_community": make_community(),
         "selective_copy": selective_copy,
         "char_lm": char_lm,
     }
@@ -224,8 +243,9 @@ def make_metrics(lengths=(512, 4096)) -> dict:
 CLAIMS = (
     "modes_agree_float64", "modes_agree_float32", "log_space_error_grows_float32",
     "stable_error_flat_float32", "parallel_faster_than_sequential_512",
-    "chunked_faster_than_sequential_512", "parallel_speedup_grows_with_length",
-    "deeper_copies_better",
+    "chunked_faster_than_sequential_512", "ours_faster_than_community",
+    "ours_faster_1_5x_community_512", "parallel_speedup_grows_with_length",
+    "deeper_copies_better", "depth_beats_width",
 )  # fmt: skip
 
 
@@ -267,8 +287,24 @@ def _break_growth(m):
     _set_seconds(m, "mingru/parallel", 4096, 100.0)  # 32 / 100 at 4096 < 4 / 1 at 512
 
 
+def _community_time(m, variant, length, seconds, phase="inference", batch="1"):
+    m["speed_community"]["timings"][phase][batch][variant][str(length)] = seconds
+
+
+def _break_community(m):  # a tie at T = 64 (below the 1.5x goal's range)
+    _community_time(m, "community/sequential", 64, 64.0)
+
+
+def _break_community_goal(m):  # 1.49x at T = 512
+    _community_time(m, "community/sequential", 512, 1.49 * 512, phase="training", batch="64")
+
+
 def _break_depth(m):
-    m["selective_copy"]["minlstm"]["3"]["accuracy"] = [0.6]  # no better than depth 1
+    m["selective_copy"]["depths"]["mingru"]["1"]["accuracy"][1] = 0.95  # a tie in one seed
+
+
+def _break_width(m):
+    m["selective_copy"]["wide"]["minlstm"]["accuracy"] = [0.81]  # the wide one wins
 
 
 BREAKERS = {
@@ -279,8 +315,61 @@ BREAKERS = {
     "parallel_faster_than_sequential_512": _break_parallel_512,
     "chunked_faster_than_sequential_512": _break_chunked_512,
     "parallel_speedup_grows_with_length": _break_growth,
+    "ours_faster_than_community": _break_community,
+    "ours_faster_1_5x_community_512": _break_community_goal,
     "deeper_copies_better": _break_depth,
+    "depth_beats_width": _break_width,
 }
+
+
+def test_community_ratios_by_hand():
+    ratios = study.community_ratios(make_community())
+    assert set(ratios) == {"training/1", "training/64", "inference/1", "inference/64"}
+    assert ratios["training/64"]["512"] == {
+        "ratio": 2.0, "ours_best": "chunked", "community_best": "sequential",
+    }  # fmt: skip
+    community = make_community()
+    community["timings"]["training"]["1"]["ours/chunked"]["64"] = 10.0 * 64
+    row = study.community_ratios(community)["training/1"]["64"]
+    assert row == {"ratio": 2.0 / 2.5, "ours_best": "sequential", "community_best": "sequential"}
+    table = chapter.community_table(make_community())
+    assert list(table.columns) == ["T = 64", "T = 512"]
+    assert table.loc["training, batch 64", "T = 512"] == "2.00× (chunked / step loop)"
+
+
+def test_community_goal_is_inclusive_and_needs_a_long_length():
+    metrics = make_metrics()
+    _community_time(metrics, "community/sequential", 512, 1.5 * 512)
+    assert chapter.check_claims(metrics)["ours_faster_1_5x_community_512"]
+    metrics["speed_community"] = make_community(lengths=(64, 256))
+    assert not chapter.check_claims(metrics)["ours_faster_1_5x_community_512"]
+
+
+def test_community_variant_and_study_tiny():
+    with pytest.raises(ValueError, match="valid"):
+        study.community_variant("ours/stable", 4)
+    with pytest.raises(ValueError, match="valid"):
+        study.community_variant("community/chunked", 4)
+    # The package's minGRU and ours in their step loops compute the same function when the
+    # weights agree (ours: its linear map holds [gate, hidden]; the package's: [hidden, gate]).
+    ours, _ = study.community_variant("ours/sequential", 4)
+    theirs, loop = study.community_variant("community/sequential", 4)
+    with torch.no_grad():
+        weight = theirs.to_hidden_and_gate.weight
+        ours.linear.weight.copy_(torch.cat([weight[4:], weight[:4]]))
+        ours.linear.bias.zero_()
+    x = torch.randn(2, 7, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loop(theirs, x), ours(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(theirs(x), ours(x, mode="chunked"), rtol=1e-5, atol=1e-6)
+    out = study.community_study([4, 8], batches=[1, 2], hidden=4, repeats=1, seed=0)
+    assert out["package"].startswith("minGRU-pytorch ")
+    assert set(out["timings"]) == {"training", "inference"}
+    for per_batch in out["timings"].values():
+        assert set(per_batch) == {"1", "2"}
+        for curves in per_batch.values():
+            assert len(curves) == 5
+            assert all(set(c) == {"4", "8"} and min(c.values()) > 0 for c in curves.values())
 
 
 @pytest.mark.parametrize("claim", CLAIMS)
@@ -303,7 +392,8 @@ def test_can_read():
     metrics = make_metrics()
     assert report.can_read(chapter, metrics)
     for key in ("equivalence", "float32_by_length", "speed", "speed_ratios_512",
-                "selective_copy", "char_lm", "claims", "metrics_version"):  # fmt: skip
+                "speed_community", "selective_copy", "char_lm", "claims",
+                "metrics_version"):  # fmt: skip
         old = copy.deepcopy(metrics)
         del old[key]
         assert not report.can_read(chapter, old)
@@ -330,6 +420,12 @@ def test_key_number():
 def test_prose_numbers():
     numbers = chapter.prose_numbers(make_metrics())
     assert numbers == {
+        "community_faster_points": "8 of 8",
+        "community_goal": "1.5×",
+        "community_goal_points": "4 of 4",
+        "community_goal_range": "2.00× to 2.00×",
+        "community_package": "minGRU-pytorch 0.2.1",
+        "community_range": "2.00× to 2.00×",
         "eq_float64_worst": "1e-15",
         "eq_float32_parallel": "2e-7",
         "eq_float32_chunked": "1e-7",
@@ -345,6 +441,8 @@ def test_prose_numbers():
         "copy_shallowest": "mingru 50.0 %, minlstm 60.0 %",
         "copy_deepest": "mingru 95.0 %, minlstm 80.0 %",
         "copy_depths": "1, 2, 3",
+        "copy_wide": "mingru 60.0 % (width 12, 100 parameters); minlstm 70.0 % (width 10, "
+        "100 parameters)",
         "lm_losses": "mingru 1.600, transformer 1.400",
         "lm_gap_to_transformer": "mingru +0.200",
         "lm_params": "1,000 to 1,000",
@@ -371,6 +469,17 @@ def test_reading_notes():
     assert "- **mingru.** Against its own step loop, the log-space scan is 4.00× as fast" in notes
     assert "- **Growth with T.** The log-space scan's speedup grows from T = 512" in notes
     assert "mingru minus Transformer: +0.200 nats per character." in notes
+    assert (
+        "mingru: 1 layer 50.0 %, 2 layers 70.0 %, 3 layers 95.0 %, one layer of width 12 (100 "
+        "parameters) 60.0 %" in notes
+    )
+    assert "The deepest model copies better than one layer and than one layer of its size." in notes
+    metrics = make_metrics()
+    _break_width(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
+    assert ", and **not** in every seed than one layer of its size." in chapter.reading_notes(
+        metrics
+    )
 
 
 def test_paper_speedups():
@@ -399,9 +508,10 @@ def test_miniature_findings():
         f"at T = 4096 {where}"
     )
     assert findings["copy_1_layers"] == (
-        "mingru 50.0 (1 seed); minlstm 60.0 (1 seed) % per-token accuracy"
+        "mingru 50.0 ± 0.0 (3 seeds); minlstm 60.0 (1 seed) % per-token accuracy; one layer "
+        "widened: mingru 60.0 ± 0.0 (3 seeds); minlstm 70.0 (1 seed)"
     )
-    assert findings["copy_2_layers"] == "mingru 70.0 (1 seed) % per-token accuracy"
+    assert findings["copy_2_layers"] == "mingru 70.0 ± 0.0 (3 seeds) % per-token accuracy"
     assert findings["copy_3_layers"] == (
         "mingru 95.0 ± 5.0 (3 seeds); minlstm 80.0 (1 seed) % per-token accuracy"
     )
@@ -486,12 +596,22 @@ def test_speed_study_tiny():
 
 def test_selective_copy_study_tiny():
     config = study.resolve_config(
-        "smoke", copy_steps=2, copy_length=8, copy_tokens=2, copy_d_model=8, copy_depths=[1, 2]
-    )
-    out = study.selective_copy_study(config, seeds=[0])
-    assert set(out) == {"mingru"} and set(out["mingru"]) == {"1", "2"}
-    for result in out["mingru"].values():
-        assert set(result) == {"accuracy", "exact_match", "params", "seconds"}
-        assert len(result["accuracy"]) == 1 and 0 <= result["accuracy"][0] <= 1
-        assert 0 <= result["exact_match"][0] <= result["accuracy"][0]
-    assert out["mingru"]["2"]["params"] > out["mingru"]["1"]["params"]
+        "smoke", copy_steps=2, copy_length=8, copy_tokens=2, copy_d_model=8, copy_depths=[1, 2],
+        workers=1,
+    )  # fmt: skip
+    out = study.selective_copy_study(config, seeds=[0, 1])
+    assert set(out["depths"]) == {"mingru"} and set(out["depths"]["mingru"]) == {"1", "2"}
+    runs = [*out["depths"]["mingru"].values(), out["wide"]["mingru"]]
+    for result in runs:
+        assert {"accuracy", "exact_match", "params", "seconds"} <= set(result)
+        assert len(result["accuracy"]) == 2 and all(0 <= a <= 1 for a in result["accuracy"])
+        assert all(0 <= e <= a for e, a in zip(result["exact_match"], result["accuracy"]))
+    assert out["depths"]["mingru"]["2"]["params"] > out["depths"]["mingru"]["1"]["params"]
+    wide = out["wide"]["mingru"]
+    assert wide["d_model"] == study.copy_wide_width("mingru", config) > config.copy_d_model
+    # the closest width in steps of 2: at this tiny size a step moves the count by ~10 %
+    assert abs(wide["params"] / out["depths"]["mingru"]["2"]["params"] - 1) < 0.15
+    # Two worker processes give the same results (each run seeds itself).
+    parallel = study.selective_copy_study(Config(config, workers=2), seeds=[0, 1])
+    assert parallel["wide"]["mingru"]["accuracy"] == wide["accuracy"]
+    assert not study.selective_copy_study(Config(config, copy_wide=False), seeds=[0])["wide"]

@@ -60,8 +60,10 @@ def time_training_step(
     repeats: int = 3,
     warmup: int = 1,
     forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+    memory: bool = True,
 ) -> dict[str, float]:
-    """Median seconds of forward + backward of ``layer`` on ``x``, and its activation memory."""
+    """Median seconds of forward + backward of ``layer`` on ``x``, and (``memory``) its
+    activation memory."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     forward = forward or (lambda module, inputs: module(inputs))
@@ -79,6 +81,8 @@ def time_training_step(
         if i >= warmup:
             times.append(time.perf_counter() - start)
     result = {"seconds": statistics.median(times), "seconds_min": min(times)}
+    if not memory:
+        return result
     result["activation_bytes"] = float(saved_activation_bytes(step))
     if x.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(x.device)
@@ -86,3 +90,26 @@ def time_training_step(
         step().backward()
         result["cuda_peak_bytes"] = float(torch.cuda.max_memory_allocated(x.device) - base)
     return result
+
+
+def time_inference(
+    layer: nn.Module,
+    x: Tensor,
+    repeats: int = 3,
+    warmup: int = 1,
+    forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+) -> dict[str, float]:
+    """Median seconds of a forward pass of ``layer`` on ``x`` under ``torch.inference_mode``."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    forward = forward or (lambda module, inputs: module(inputs))
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            _sync(x.device)
+            start = time.perf_counter()
+            forward(layer, x)
+            _sync(x.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "seconds_min": min(times)}

@@ -12,7 +12,8 @@ sequence reduces to h_t = a_t h_{t-1} + b_t, solved by one of the scans in ``sca
 
 - ``"sequential"``: a step loop calling ``step`` (what inference does, one token at a time);
 - ``"parallel"``: the paper's log-space parallel scan;
-- ``"chunked"``: the blocked scan (same recurrence, linear space, ~2 sqrt(T) Python steps);
+- ``"chunked"``: the blocked scan (same recurrence, linear space, ~3 sqrt(T) Python steps), with
+  the gates computed inside its loops and its backward written out (``scan.chunked_cell_scan``);
 - ``"stable"``: the log-space scan re-centred per chunk, whose float32 error does not grow with T.
 
 The initial state h_0 is zero, a learned vector g(w) (``learn_h0=True``), or passed in. A state
@@ -89,8 +90,7 @@ class _MinCell(nn.Module):
             log_a, log_b = self.log_coefficients(gates)
             solve = scan.log_space_scan if mode == "parallel" else scan.stable_log_space_scan
             return solve(log_a, log_b, None if h0 is None else torch.log(h0))
-        a, b = self.coefficients(gates)
-        return scan.chunked_scan(a, b, h0)
+        return scan.chunked_cell_scan(gates, self.coefficients, h0, vjp=self.coefficients_vjp)
 
     def step(self, x_t: Tensor, h: Tensor) -> Tensor:
         """One time step: h_t from x_t ``[batch, d_in]`` and h_{t-1} ``[batch, hidden]``."""
@@ -102,6 +102,17 @@ class _MinCell(nn.Module):
 
     def log_coefficients(self, gates: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def coefficients_vjp(self, gates: Tensor, grad_a: Tensor, grad_b: Tensor) -> Tensor:
+        """The gradient reaching ``gates`` from dL/da and dL/db (the chunked scan's backward)."""
+        raise NotImplementedError
+
+
+def _g_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
+    """g(x) and g'(x): x + 1/2 and 1 for x >= 0, sigmoid(x) and its slope otherwise."""
+    s = torch.sigmoid(x)
+    positive = x >= 0
+    return torch.where(positive, x + 0.5, s), torch.where(positive, 1.0, s - s * s)
 
 
 class MinGRU(_MinCell):
@@ -118,6 +129,14 @@ class MinGRU(_MinCell):
         k, h_tilde = gates.chunk(2, -1)
         log_z, log_one_minus_z = -F.softplus(-k), -F.softplus(k)
         return log_one_minus_z, log_z + scan.log_positive_g(h_tilde)
+
+    def coefficients_vjp(self, gates: Tensor, grad_a: Tensor, grad_b: Tensor) -> Tensor:
+        # a = 1 - z, b = z g(h~): dz = dL/db g(h~) - dL/da, dk = dz z (1 - z), dh~ = dL/db z g'
+        k, h_tilde = gates.chunk(2, -1)
+        z = torch.sigmoid(k)
+        g, slope = _g_and_slope(h_tilde)
+        grad_k = torch.addcmul(-grad_a, grad_b, g).mul_(z - z * z)
+        return torch.cat([grad_k, grad_b * z * slope], -1)
 
 
 class MinLSTM(_MinCell):
@@ -151,6 +170,19 @@ class MinLSTM(_MinCell):
         k_f, k_i, h_tilde = gates.chunk(3, -1)
         diff = F.softplus(-k_f) - F.softplus(-k_i)
         return -F.softplus(diff), -F.softplus(-diff) + scan.log_positive_g(h_tilde)
+
+    def coefficients_vjp(self, gates: Tensor, grad_a: Tensor, grad_b: Tensor) -> Tensor:
+        # a = sigmoid(-d), b = sigmoid(d) g(h~), d = softplus(-k_f) - softplus(-k_i):
+        # dd = a (1 - a) (dL/db g - dL/da), dk_f = -dd sigmoid(-k_f), dk_i = dd sigmoid(-k_i)
+        k_f, k_i, h_tilde = gates.chunk(3, -1)
+        diff = F.softplus(-k_f) - F.softplus(-k_i)
+        a = torch.sigmoid(-diff)
+        g, slope = _g_and_slope(h_tilde)
+        grad_diff = torch.addcmul(-grad_a, grad_b, g).mul_(a - a * a)
+        return torch.cat(
+            [-grad_diff * torch.sigmoid(-k_f), grad_diff * torch.sigmoid(-k_i),
+             grad_b * (1 - a) * slope], -1,
+        )  # fmt: skip
 
 
 class StepGRU(nn.Module):

@@ -64,6 +64,42 @@ def plot_speed(speed: dict, paper_speedups: dict[int, dict[str, float]]) -> plt.
     return fig
 
 
+COMMUNITY_LABELS = {
+    "ours/chunked": "ours, chunked scan",
+    "ours/parallel": "ours, log-space scan",
+    "ours/sequential": "ours, step loop",
+    "community/parallel": "minGRU-pytorch, log-space scan",
+    "community/sequential": "minGRU-pytorch, step loop",
+}
+
+
+def plot_community(community: dict) -> plt.Figure:
+    """Milliseconds per training step and per inference pass of our minGRU and the community
+    package's, in every mode, against T: one panel per phase and batch."""
+    timings = community["timings"]
+    batches = list(next(iter(timings.values())))
+    fig, axes = plt.subplots(len(timings), len(batches), figsize=(11, 3.6 * len(timings)),
+                             squeeze=False)  # fmt: skip
+    colours = dict(zip(("chunked", "parallel", "sequential"), plotting.colors(3), strict=True))
+    for row, (phase, per_batch) in enumerate(timings.items()):
+        for col, batch in enumerate(batches):
+            ax = axes[row][col]
+            for variant, curve in per_batch[batch].items():
+                side, mode = variant.split("/")
+                ts = _lengths(curve)
+                ax.plot(ts, [curve[str(t)] * 1e3 for t in ts], color=colours[mode],
+                        marker="o" if side == "ours" else "s", ms=3,
+                        linestyle="-" if side == "ours" else "--",
+                        label=COMMUNITY_LABELS[variant])  # fmt: skip
+            ax.set(xscale="log", yscale="log", xlabel="sequence length T",
+                   ylabel=f"ms per {'training step' if phase == 'training' else 'forward pass'}",
+                   title=f"{phase}, batch {batch}")  # fmt: skip
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Our minGRU against {community['package']} (hidden {community['hidden']}, "
+                 f"{community['device']})", y=1.01)  # fmt: skip
+    return fig
+
+
 def plot_memory(speed: dict) -> plt.Figure:
     """Activation memory kept for the backward pass, per variant, against T."""
     timings = speed["timings"]
@@ -82,20 +118,28 @@ def plot_memory(speed: dict) -> plt.Figure:
 
 
 def plot_copy(copy: dict) -> plt.Figure:
-    """Selective-copy accuracy against depth: mean over seeds, every seed as a dot."""
+    """Selective-copy accuracy against depth: mean over seeds, every seed as a dot; one layer
+    widened to the deepest model's size as a diamond at depth 1."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for (cell, per_depth), color in zip(copy.items(), plotting.colors(len(copy)), strict=True):
+    per_cell = copy["depths"]
+    for (cell, per_depth), color in zip(per_cell.items(), plotting.colors(len(per_cell)),
+                                        strict=True):  # fmt: skip
         depths = sorted(per_depth, key=int)
         means = [100 * np.mean(per_depth[d]["accuracy"]) for d in depths]
         ax.plot([int(d) for d in depths], means, marker="o", color=color, label=cell)
         for d in depths:
             accs = 100 * np.asarray(per_depth[d]["accuracy"])
             ax.scatter([int(d)] * len(accs), accs, color=color, alpha=0.4, s=14)
+        if cell in copy["wide"]:
+            accs = 100 * np.asarray(copy["wide"][cell]["accuracy"])
+            ax.scatter([1] * len(accs), accs, color=color, marker="D", s=22, alpha=0.5)
+            ax.scatter([1], [accs.mean()], color=color, marker="D", s=60, edgecolor="black",
+                       label=f"{cell}, one layer as large as the deepest")  # fmt: skip
     ax.set(xlabel="layers", ylabel="per-token accuracy (%)", ylim=(0, 101),
            title="Selective copying: accuracy against depth")  # fmt: skip
-    ax.set_xticks(sorted({int(d) for per in copy.values() for d in per}))
+    ax.set_xticks(sorted({int(d) for per in per_cell.values() for d in per}))
     ax.axhline(100 / 14, color="grey", lw=0.8, ls=":", label="chance (14 data tokens)")
-    ax.legend()
+    ax.legend(fontsize=8)
     return fig
 
 

@@ -14,11 +14,13 @@ import pandas as pd
 
 from reprobook.rnn import study
 
-METRICS_VERSION = 2  # 2: the stable scan, float32 error by length
+METRICS_VERSION = 3  # 2: the stable scan, float32 error by length; 3: the community package
 REQUIRED_KEYS = (
-    "equivalence", "float32_by_length", "speed", "speed_ratios_512", "selective_copy", "char_lm",
-    "claims",
+    "equivalence", "float32_by_length", "speed", "speed_ratios_512", "speed_community",
+    "selective_copy", "char_lm", "claims",
 )  # fmt: skip
+COMMUNITY_GOAL = 1.5  # our best mode against the package's best, at T >= COMMUNITY_GOAL_FROM
+COMMUNITY_GOAL_FROM = 512
 PAPER_CLAIM = (
     "stripped of every gate's dependence on the previous hidden state, minGRU and minLSTM are "
     "linear recurrences that train in parallel with a scan, many times faster than a classic "
@@ -38,15 +40,22 @@ CLAIMS = {
     "the min-cell's own step loop, for both cells (Experiment 2; asserted on a GPU only)",
     "chunked_faster_than_sequential_512": "at T = 512 the chunked scan trains faster than the "
     "step loop, for both cells (our CPU addition; reported, not asserted)",
+    "ours_faster_than_community": "our minGRU in its best mode is faster than the community "
+    "package's (minGRU-pytorch) in its best mode, in training and inference, at every batch "
+    "and T timed (Experiment 2; one run on a CPU: reported, not asserted)",
+    "ours_faster_1_5x_community_512": "the same, at least 1.5 times as fast at every T >= 512 "
+    "(our goal on 2 CPU cores; reported, not asserted)",
     "parallel_speedup_grows_with_length": "the log-space scan's speedup over the min-cell and "
     "the classic step loops is larger at the longest T than at the shortest (asserted on a GPU "
     "only)",
-    "deeper_copies_better": "the deepest models copy more accurately than one layer, for every "
-    "cell (Experiment 3)",
+    "deeper_copies_better": "the deepest model copies more accurately than one layer, in every "
+    "seed, for every cell (Experiment 3)",
+    "depth_beats_width": "the deepest model copies more accurately than one layer widened to "
+    "its parameter count, in every seed, for every cell (Experiment 3)",
 }
 HEADLINE_CLAIMS = (
     "modes_agree_float64", "parallel_faster_than_sequential_512",
-    "parallel_speedup_grows_with_length", "deeper_copies_better",
+    "parallel_speedup_grows_with_length", "deeper_copies_better", "depth_beats_width",
 )  # fmt: skip
 KEY_ANCHOR = "speedup_512"
 
@@ -87,14 +96,30 @@ def check_claims(metrics: dict) -> dict[str, bool]:
             lengths = sorted(curve, key=int)
             grows.append(curve[lengths[-1]] > curve[lengths[0]])
     claims["parallel_speedup_grows_with_length"] = all(grows)
+    ratios = study.community_ratios(metrics["speed_community"])
+    every = [row["ratio"] for rows in ratios.values() for row in rows.values()]
+    from_goal = [row["ratio"] for rows in ratios.values()
+                 for t, row in rows.items() if int(t) >= COMMUNITY_GOAL_FROM]  # fmt: skip
+    claims["ours_faster_than_community"] = all(r > 1 for r in every)
+    claims["ours_faster_1_5x_community_512"] = bool(from_goal) and all(
+        r >= COMMUNITY_GOAL for r in from_goal
+    )
     copy = metrics["selective_copy"]
-    deeper = []
-    for per_depth in copy.values():
+    deeper, wider = [], []
+    for cell, per_depth in copy["depths"].items():
         depths = sorted(per_depth, key=int)
-        shallow, deep = per_depth[depths[0]]["accuracy"], per_depth[depths[-1]]["accuracy"]
-        deeper.append(float(np.mean(deep)) > float(np.mean(shallow)))
+        deep = per_depth[depths[-1]]["accuracy"]
+        deeper.append(_better_every_seed(deep, per_depth[depths[0]]["accuracy"]))
+        if cell in copy["wide"]:
+            wider.append(_better_every_seed(deep, copy["wide"][cell]["accuracy"]))
     claims["deeper_copies_better"] = all(deeper)
+    claims["depth_beats_width"] = bool(wider) and all(wider)
     return claims
+
+
+def _better_every_seed(high: Sequence[float], low: Sequence[float]) -> bool:
+    """``high`` above ``low`` in every seed (the runs are paired by seed)."""
+    return len(high) == len(low) > 0 and all(h > lo for h, lo in zip(high, low, strict=True))
 
 
 def _mean_sd(values: Sequence[float], scale: float = 1.0) -> str:
@@ -133,9 +158,19 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     copy = metrics["selective_copy"]
     for depth in ("1", "2", "3"):
         parts = [f"{cell} {_mean_sd(per_depth[depth]['accuracy'], 100)}"
-                 for cell, per_depth in copy.items() if depth in per_depth]  # fmt: skip
+                 for cell, per_depth in copy["depths"].items() if depth in per_depth]  # fmt: skip
         if parts:
             findings[f"copy_{depth}_layers"] = "; ".join(parts) + " % per-token accuracy"
+    if copy["wide"]:
+        findings["copy_1_layers"] = (
+            findings.get("copy_1_layers", "")
+            + "; one layer widened: "
+            + (
+                "; ".join(
+                    f"{cell} {_mean_sd(run['accuracy'], 100)}" for cell, run in copy["wide"].items()
+                )  # fmt: skip
+            )
+        )
     lm = metrics["char_lm"]["models"]
     parts = [f"{kind} {np.mean(m['test_loss']):.3f}" for kind, m in lm.items()]
     findings["char_lm"] = (
@@ -143,6 +178,39 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         + ", ".join(parts) + f"; on {metrics['char_lm']['corpus']['source']}, not Shakespeare"
     )  # fmt: skip
     return findings
+
+
+_MODE_NAMES = {"chunked": "chunked", "parallel": "log-space", "sequential": "step loop"}
+
+
+def community_table(community: dict) -> pd.DataFrame:
+    """How many times faster our best mode ran than the package's best, per phase, batch and T,
+    with the modes that were best (ours / the package's)."""
+    rows = {}
+    for key, per_length in study.community_ratios(community).items():
+        phase, batch = key.split("/")
+        rows[f"{phase}, batch {batch}"] = {
+            f"T = {int(t):,}": f"{row['ratio']:.2f}× ({_MODE_NAMES[row['ours_best']]} / "
+            f"{_MODE_NAMES[row['community_best']]})"
+            for t, row in per_length.items()
+        }
+    return pd.DataFrame(rows).T
+
+
+def _community_summary(community: dict) -> dict[str, str]:
+    ratios = study.community_ratios(community)
+    every = [row["ratio"] for rows in ratios.values() for row in rows.values()]
+    goal = [row["ratio"] for rows in ratios.values()
+            for t, row in rows.items() if int(t) >= COMMUNITY_GOAL_FROM]  # fmt: skip
+    met = sum(r >= COMMUNITY_GOAL for r in goal)
+    return {
+        "community_package": community["package"],
+        "community_goal": f"{COMMUNITY_GOAL}×",
+        "community_range": f"{min(every):.2f}× to {max(every):.2f}×",
+        "community_faster_points": f"{sum(r > 1 for r in every)} of {len(every)}",
+        "community_goal_points": f"{met} of {len(goal)}" if goal else "none (no T >= 512 timed)",
+        "community_goal_range": f"{min(goal):.2f}× to {max(goal):.2f}×" if goal else "not timed",
+    }
 
 
 def paper_speedups(anchor_map: dict) -> dict[int, dict[str, float]]:
@@ -185,21 +253,44 @@ def reading_notes(metrics: dict) -> str:
         f"- **Memory.** At T = {t_max} the log-space minGRU keeps {memory:.2f}× the activation "
         "memory of the GRU step loop."
     )
+    summary = _community_summary(metrics["speed_community"])
+    goal = (
+        f"at T >= {COMMUNITY_GOAL_FROM}, {summary['community_goal_range']}, reaching our goal of "
+        f"{COMMUNITY_GOAL}× at {summary['community_goal_points']} points"
+        if summary["community_goal_range"] != "not timed"
+        else f"no T >= {COMMUNITY_GOAL_FROM} was timed in this run"
+    )
+    lines.append(
+        f"- **Against {summary['community_package']}.** Our minGRU in its best mode ran "
+        f"{summary['community_range']} as fast as the package's best mode, faster at "
+        f"{summary['community_faster_points']} points (phase, batch, length); {goal}."
+    )
     copy = metrics["selective_copy"]
     parts = []
-    for cell, per_depth in copy.items():
+    for cell, per_depth in copy["depths"].items():
         depths = sorted(per_depth, key=int)
         accs = ", ".join(
             f"{d} layer{'s' if d != '1' else ''} {100 * np.mean(per_depth[d]['accuracy']):.1f} %"
             for d in depths
         )
+        if cell in copy["wide"]:
+            wide = copy["wide"][cell]
+            accs += (f", one layer of width {wide['d_model']} ({wide['params']:,} parameters) "
+                     f"{100 * np.mean(wide['accuracy']):.1f} %")  # fmt: skip
         parts.append(f"{cell}: {accs}")
     lines.append(
-        "- **Selective copying.** "
+        "- **Selective copying** (mean over seeds). "
         + "; ".join(parts)
-        + ". The deepest models copy "
-        + ("better" if claims["deeper_copies_better"] else "**not** better")
-        + " than one layer."
+        + ". The deepest model copies "
+        + ("better" if claims["deeper_copies_better"] else "**not** better in every seed")
+        + " than one layer"
+        + (
+            ""
+            if not copy["wide"]
+            else (" and" if claims["depth_beats_width"] else ", and **not** in every seed")
+            + " than one layer of its size"
+        )
+        + "."
     )
     lm = metrics["char_lm"]["models"]
     losses = {kind: float(np.mean(m["test_loss"])) for kind, m in lm.items()}
@@ -234,7 +325,7 @@ def _exp(x: float) -> str:
 def _accuracies(copy: dict, pick) -> str:
     """``cell 93.1 %`` for each cell, at the depth that ``pick`` (min or max) chooses."""
     parts = []
-    for cell, per_depth in copy.items():
+    for cell, per_depth in copy["depths"].items():
         depth = pick(per_depth, key=int)
         parts.append(f"{cell} {100 * np.mean(per_depth[depth]['accuracy']):.1f} %")
     return ", ".join(parts)
@@ -264,6 +355,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "eq_float32_chunked": _exp(worst["float32", "chunked"]),
         "eq_float32_stable": _exp(worst["float32", "stable"]),
         **_growth_numbers(metrics["float32_by_length"]),
+        **_community_summary(metrics["speed_community"]),
         "speed_device": speed["device"],
         "speed_batch": str(speed["batch"]),
         "speed_hidden": str(speed["hidden"]),
@@ -272,8 +364,14 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "copy_shallowest": _accuracies(copy, min),
         "copy_deepest": _accuracies(copy, max),
         "copy_depths": ", ".join(
-            sorted({d for per_depth in copy.values() for d in per_depth}, key=int)
+            sorted({d for per_depth in copy["depths"].values() for d in per_depth}, key=int)
         ),
+        "copy_wide": "; ".join(
+            f"{cell} {100 * np.mean(run['accuracy']):.1f} % (width {run['d_model']}, "
+            f"{run['params']:,} parameters)"
+            for cell, run in copy["wide"].items()
+        )
+        or "not trained in this run",
         "lm_losses": ", ".join(f"{k} {v:.3f}" for k, v in losses.items()),
         "lm_gap_to_transformer": "; ".join(gaps) or "no Transformer in this run",
         "lm_params": f"{min(params):,} to {max(params):,}",

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.std import tqdm
 
+from reprobook import runtime
 from reprobook.profiles import Config, resolve_profile
 from reprobook.rnn import bench, cells, models, tasks, training
 
@@ -34,8 +35,10 @@ COPY_VOCAB = 16  # the paper's vocabulary, special tokens included
 PROFILES = {
     "smoke": dict(  # CI: every experiment, small
         equivalence_lengths=[64, 256], speed_lengths=[64, 128, 256, 512], speed_batch=64,
-        speed_hidden=128, speed_repeats=3, copy_cells=["mingru"], copy_depths=[1, 3],
+        speed_hidden=128, speed_repeats=3, community_lengths=[64, 256],
+        community_batches=[1, 64], copy_cells=["mingru"], copy_depths=[1, 3],
         copy_length=64, copy_tokens=4, copy_steps=300, copy_seeds=1, copy_d_model=64,
+        copy_batch=64, copy_wide=True, workers=2,
         copy_expansion=2.0, lm_models=["mingru", "transformer"], lm_params=60_000,
         lm_layers=2, lm_context=64, lm_steps=60, lm_seeds=1, lm_max_chars=100_000,
         lr=3e-3, train_mode="chunked",
@@ -43,9 +46,11 @@ PROFILES = {
     "full": dict(  # the chapter's experiment: T up to 4096, both cells, 3 seeds
         equivalence_lengths=[64, 256, 1024, 4096],
         speed_lengths=[64, 128, 256, 512, 1024, 2048, 4096], speed_batch=64, speed_hidden=128,
-        speed_repeats=2, copy_cells=["mingru", "minlstm"],
-        copy_depths=[1, 2, 3], copy_length=64, copy_tokens=4, copy_steps=600, copy_seeds=3,
-        copy_d_model=64, copy_expansion=2.0, lm_models=list(LM_MODELS), lm_params=200_000,
+        speed_repeats=2, community_lengths=[64, 128, 256, 512, 1024, 2048, 4096],
+        community_batches=[1, 64], copy_cells=["mingru", "minlstm"],
+        copy_depths=[1, 3], copy_length=64, copy_tokens=16, copy_steps=900, copy_seeds=3,
+        copy_d_model=64, copy_batch=64, copy_wide=True, workers=2, copy_expansion=2.0,
+        lm_models=list(LM_MODELS), lm_params=200_000,
         lm_layers=3, lm_context=128, lm_steps=500, lm_seeds=3, lm_max_chars=0,
         lr=3e-3, train_mode="chunked",
     ),
@@ -62,6 +67,11 @@ CONFIG_CHECKS = {
     "speed_batch": _positive,
     "speed_hidden": _positive,
     "speed_repeats": _positive,
+    "community_lengths": _lengths,
+    "community_batches": (
+        lambda bs: len(bs) > 0 and all(isinstance(b, int) and b >= 1 for b in bs),
+        "a non-empty list of positive integers",
+    ),
     "copy_cells": (
         lambda cs: len(cs) > 0 and set(cs) <= set(MIN_CELLS),
         f"a subset of {MIN_CELLS}",
@@ -74,6 +84,12 @@ CONFIG_CHECKS = {
     "copy_tokens": _positive,
     "copy_steps": _positive,
     "copy_seeds": _positive,
+    "copy_batch": _positive,
+    "copy_wide": (lambda w: isinstance(w, bool), "True or False"),
+    "workers": (
+        lambda w: isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 64,
+        "an integer in [1, 64] (processes, one thread each)",
+    ),
     "lm_models": (lambda ms: len(ms) > 0 and set(ms) <= set(LM_MODELS), f"a subset of {LM_MODELS}"),
     "lm_params": (lambda n: n >= 10_000, "at least 10,000"),
     "lm_steps": _positive,
@@ -221,26 +237,131 @@ def speed_ratios_at(speed: dict, length: int) -> dict[str, float]:
     }
 
 
+# --- 2b. against the community package ---------------------------------------------------------
+
+COMMUNITY_PACKAGE = "minGRU-pytorch"  # lucidrains' minGRU, the most used community one (PyPI)
+OUR_MODES = ("chunked", "parallel", "sequential")
+COMMUNITY_MODES = ("parallel", "sequential")
+PHASES = ("training", "inference")
+
+
+def community_mingru(hidden: int) -> nn.Module:
+    """The community package's minGRU of width ``hidden`` (expansion 1: one bias-free Linear to
+    the hidden state and gate, no output projection), the same function as ours."""
+    try:
+        from minGRU_pytorch.minGRU import minGRU
+    except ImportError as error:  # a benchmark-only dependency, pinned in requirements.txt
+        raise ImportError(
+            f"the speed comparison needs the community package {COMMUNITY_PACKAGE} "
+            "(pip install minGRU-pytorch==0.2.1, as pinned in requirements.txt)"
+        ) from error
+    return minGRU(hidden)
+
+
+def _community_step_loop(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The package's sequential (RNN) mode: one token per call, carrying the hidden state."""
+    hidden, outputs = None, []
+    for t in range(x.shape[1]):
+        out, hidden = layer(x[:, t : t + 1], prev_hidden=hidden, return_next_prev_hidden=True)
+        outputs.append(out)
+    return torch.cat(outputs, 1)
+
+
+def community_variant(variant: str, hidden: int) -> tuple[nn.Module, Callable]:
+    """A layer and its forward for ``ours/<mode>`` or ``community/<mode>``."""
+    side, _, mode = variant.partition("/")
+    if side == "ours" and mode in OUR_MODES:
+        return cells.MinGRU(hidden, hidden, mode=mode), lambda layer, x: layer(x)
+    if side == "community" and mode in COMMUNITY_MODES:
+        forward = _community_step_loop if mode == "sequential" else (lambda layer, x: layer(x))
+        return community_mingru(hidden), forward
+    valid = [f"ours/{m}" for m in OUR_MODES] + [f"community/{m}" for m in COMMUNITY_MODES]
+    raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(valid)}")
+
+
+def community_study(
+    lengths: Sequence[int],
+    batches: Sequence[int],
+    hidden: int,
+    repeats: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> dict:
+    """Seconds per training step (forward + backward) and per inference pass (forward under
+    ``torch.inference_mode``) of our minGRU in each mode and the community package's in each of
+    its modes, at every batch and length, timed one after the other in this one run."""
+    from importlib.metadata import version
+
+    device = torch.device(device)
+    variants = [f"ours/{m}" for m in OUR_MODES] + [f"community/{m}" for m in COMMUNITY_MODES]
+    timings: dict = {p: {str(b): {v: {} for v in variants} for b in batches} for p in PHASES}
+    jobs = [(b, t, v) for b in batches for t in lengths for v in variants]
+    for batch, length, variant in tqdm(jobs, desc="community", mininterval=10):
+        torch.manual_seed(seed)
+        layer, forward = community_variant(variant, hidden)
+        layer = layer.to(device)
+        x = torch.randn(batch, length, hidden, device=device)
+        train = bench.time_training_step(layer, x, repeats, forward=forward, memory=False)
+        infer = bench.time_inference(layer, x, repeats, forward=forward)
+        timings["training"][str(batch)][variant][str(length)] = train["seconds"]
+        timings["inference"][str(batch)][variant][str(length)] = infer["seconds"]
+        del layer, x
+        bench.release_memory()
+    return {"package": f"{COMMUNITY_PACKAGE} {version(COMMUNITY_PACKAGE)}", "hidden": hidden,
+            "device": str(device), "timings": timings}  # fmt: skip
+
+
+def community_ratios(community: dict) -> dict:
+    """Per phase, batch and length: the community package's best time over ours (> 1: ours is
+    faster) and which mode was best on each side."""
+    out: dict = {}
+    for phase, per_batch in community["timings"].items():
+        for batch, per_variant in per_batch.items():
+            lengths = sorted(next(iter(per_variant.values())), key=int)
+            rows = {}
+            for length in lengths:
+                best = {}
+                for side in ("ours", "community"):
+                    side_times = {v.split("/")[1]: c[length] for v, c in per_variant.items()
+                                  if v.startswith(side + "/") and length in c}  # fmt: skip
+                    best[side] = min(side_times.items(), key=lambda item: item[1])
+                rows[length] = {
+                    "ratio": best["community"][1] / best["ours"][1],
+                    "ours_best": best["ours"][0],
+                    "community_best": best["community"][0],
+                }
+            out[f"{phase}/{batch}"] = rows
+    return out
+
+
 # --- 3. selective copying ----------------------------------------------------------------------
 
 
-def copy_model(cell: str, depth: int, config: Config) -> models.RecurrentLM:
+def copy_model(cell: str, depth: int, config: Config, d_model: int | None = None) -> nn.Module:
     """The selective-copy model: no conv and no MLP, as in the official configuration."""
     return models.RecurrentLM(
-        COPY_VOCAB, cell, config.copy_d_model, depth, expansion=config.copy_expansion,
+        COPY_VOCAB, cell, d_model or config.copy_d_model, depth, expansion=config.copy_expansion,
         conv_kernel=0, mlp=False, mode=config.train_mode,
     )  # fmt: skip
 
 
-def train_selective_copy(cell: str, depth: int, seed: int, config: Config) -> dict:
+def copy_wide_width(cell: str, config: Config) -> int:
+    """The width of a one-layer copy model with the parameter count of the deepest one."""
+    target = models.count_parameters(copy_model(cell, max(config.copy_depths), config))
+    return width_for_budget(lambda d: copy_model(cell, 1, config, d), target, step=2)
+
+
+def train_selective_copy(
+    cell: str, depth: int, seed: int, config: Config, d_model: int | None = None
+) -> dict:
     """Train one copy model; per-token accuracy and exact match on 2,000 fresh test sequences."""
     torch.manual_seed(seed)
-    model = copy_model(cell, depth, config)
+    model = copy_model(cell, depth, config, d_model)
     data = torch.Generator().manual_seed(seed)
     length, k = config.copy_length, config.copy_tokens
 
     def loss_on_batch(module: nn.Module, step: int) -> torch.Tensor:
-        inputs, targets = tasks.selective_copy_batch(64, length, k, COPY_VOCAB, data)
+        inputs, targets = tasks.selective_copy_batch(config.copy_batch, length, k, COPY_VOCAB, data)
         logits = module(inputs)[:, -k:]
         return F.cross_entropy(logits.reshape(-1, COPY_VOCAB), targets.reshape(-1))
 
@@ -252,24 +373,47 @@ def train_selective_copy(cell: str, depth: int, seed: int, config: Config) -> di
     inputs, targets = tasks.selective_copy_batch(2000, length, k, COPY_VOCAB, test)
     model.eval()
     with torch.no_grad():
-        accuracy, exact = tasks.copy_accuracy(model(inputs)[:, -k:], targets)
+        logits = torch.cat([model(part)[:, -k:] for part in inputs.split(250)])
+        accuracy, exact = tasks.copy_accuracy(logits, targets)
     return {"accuracy": accuracy, "exact_match": exact, "seconds": seconds,
             "params": models.count_parameters(model)}  # fmt: skip
 
 
+def _copy_job(cell: str, depth: int, seed: int, config: Config, d_model: int | None) -> dict:
+    return train_selective_copy(cell, depth, seed, config, d_model)
+
+
+def _pooled(runs: list[dict]) -> dict:
+    return {
+        "accuracy": [r["accuracy"] for r in runs],
+        "exact_match": [r["exact_match"] for r in runs],
+        "params": runs[0]["params"],
+        "seconds": sum(r["seconds"] for r in runs),
+    }
+
+
 def selective_copy_study(config: Config, seeds: Sequence[int]) -> dict:
-    """``{cell: {depth: {accuracy: [per seed], exact_match: [...], params, seconds}}}``."""
-    out: dict = {}
+    """``{"depths": {cell: {depth: runs}}, "wide": {cell: runs}}``, where runs holds accuracy
+    and exact match per seed, the parameter count and the training seconds; "wide" is one layer
+    as wide as makes it the deepest model's size (when ``config.copy_wide``). The runs go to
+    ``config.workers`` single-threaded processes (each seeds itself: same results)."""
+    jobs = [
+        (cell, depth, s, config, None)
+        for cell in config.copy_cells
+        for depth in config.copy_depths
+        for s in seeds
+    ]
+    widths = {cell: copy_wide_width(cell, config) for cell in config.copy_cells}
+    if config.copy_wide:
+        jobs += [(cell, 1, s, config, widths[cell]) for cell in config.copy_cells for s in seeds]
+    done = iter(runtime.map_processes(_copy_job, jobs, config.workers))
+    out: dict = {"depths": {}, "wide": {}}
     for cell in config.copy_cells:
-        out[cell] = {}
-        for depth in config.copy_depths:
-            runs = [train_selective_copy(cell, depth, s, config) for s in seeds]
-            out[cell][str(depth)] = {
-                "accuracy": [r["accuracy"] for r in runs],
-                "exact_match": [r["exact_match"] for r in runs],
-                "params": runs[0]["params"],
-                "seconds": sum(r["seconds"] for r in runs),
-            }
+        out["depths"][cell] = {str(d): _pooled([next(done) for _ in seeds])
+                               for d in config.copy_depths}  # fmt: skip
+    if config.copy_wide:
+        for cell in config.copy_cells:
+            out["wide"][cell] = dict(_pooled([next(done) for _ in seeds]), d_model=widths[cell])
     return out
 
 
@@ -330,14 +474,21 @@ def train_char_lm(kind: str, seed: int, corpus: tasks.CharCorpus, config: Config
     }  # fmt: skip
 
 
+def _lm_job(kind: str, seed: int, config: Config) -> dict:
+    return train_char_lm(kind, seed, tasks.load_char_corpus(config.lm_max_chars), config)
+
+
 def char_lm_study(config: Config, seeds: Sequence[int]) -> dict:
-    """``{corpus: {...}, models: {kind: {test_loss: [per seed], val_loss: [[...]], ...}}}``."""
+    """``{corpus: {...}, models: {kind: {test_loss: [per seed], val_loss: [[...]], ...}}}``; the
+    runs go to ``config.workers`` single-threaded processes (each seeds itself)."""
     corpus = tasks.load_char_corpus(config.lm_max_chars)
     out: dict = {"corpus": {"source": corpus.source, "sha256": corpus.sha256,
                             "vocab": corpus.vocab, "train_chars": len(corpus.train),
                             "test_chars": len(corpus.test)}, "models": {}}  # fmt: skip
+    jobs = [(kind, s, config) for kind in config.lm_models for s in seeds]
+    done = iter(runtime.map_processes(_lm_job, jobs, config.workers))
     for kind in config.lm_models:
-        runs = [train_char_lm(kind, s, corpus, config) for s in seeds]
+        runs = [next(done) for _ in seeds]
         out["models"][kind] = {
             "test_loss": [r["test_loss"] for r in runs],
             "val_steps": runs[0]["val_steps"],
