@@ -605,7 +605,8 @@ def test_selective_copy_study_tiny():
     for result in runs:
         assert {"accuracy", "exact_match", "params", "seconds"} <= set(result)
         assert len(result["accuracy"]) == 2 and all(0 <= a <= 1 for a in result["accuracy"])
-        assert all(0 <= e <= a for e, a in zip(result["exact_match"], result["accuracy"]))
+        pairs = zip(result["exact_match"], result["accuracy"], strict=True)
+        assert all(0 <= e <= a for e, a in pairs)
     assert out["depths"]["mingru"]["2"]["params"] > out["depths"]["mingru"]["1"]["params"]
     wide = out["wide"]["mingru"]
     assert wide["d_model"] == study.copy_wide_width("mingru", config) > config.copy_d_model

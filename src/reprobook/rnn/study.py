@@ -46,7 +46,7 @@ PROFILES = {
     "full": dict(  # the chapter's experiment: T up to 4096, both cells, 3 seeds
         equivalence_lengths=[64, 256, 1024, 4096],
         speed_lengths=[64, 128, 256, 512, 1024, 2048, 4096], speed_batch=64, speed_hidden=128,
-        speed_repeats=2, community_lengths=[64, 128, 256, 512, 1024, 2048, 4096],
+        speed_repeats=2, community_lengths=[64, 256, 512, 1024, 4096],
         community_batches=[1, 64], copy_cells=["mingru", "minlstm"],
         copy_depths=[1, 3], copy_length=64, copy_tokens=16, copy_steps=900, copy_seeds=3,
         copy_d_model=64, copy_batch=64, copy_wide=True, workers=2, copy_expansion=2.0,
