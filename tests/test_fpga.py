@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
+from fake_pynq import make_fake_pynq
 from reprobook import anchors, report
 from reprobook.fpga import board, driver, enet, estimate, fixed, hls, plots, scenes, study, training
 from reprobook.fpga import report as chapter
@@ -375,6 +377,115 @@ def test_board_package_and_off_board_error(tmp_path):
         board.write_package(tmp_path / "missing", images, logits)
     with pytest.raises(ValueError):
         board.write_package(tmp_path, images, logits[:1])
+
+
+def test_board_path_runs_the_generated_driver_on_a_fake_pynq(compiled, monkeypatch):
+    # The whole board path off the board: hls4ml's own axi_stream_driver.py, loaded by
+    # run_on_board, drives a stand-in pynq whose DMA runs the compiled C simulation on the
+    # words it is sent, at batch 1 and batch 10; every batch size is compared with the C
+    # simulation's logits saved in the package.
+    _, hls_model, folder = compiled
+    images = scenes.make_dataset(10, *SMALL_HW, seed=5)[0]
+    csim = hls.csim_predict(hls_model, images, 4)
+    board.write_package(folder, images, csim)
+    bitfile = folder / f"{board.OVERLAY_STEM}.bit"
+    bitfile.write_bytes(b"bits")
+    bitfile.with_suffix(".hwh").write_text("<hwh/>")
+    height, width = SMALL_HW
+
+    def accelerator(words: np.ndarray) -> np.ndarray:
+        pixels = words.reshape(len(words), height, width, 3)
+        return np.asarray(hls_model.predict(pixels), dtype=np.float64).reshape(len(words), -1)
+
+    fake = make_fake_pynq(accelerator)
+    monkeypatch.setitem(sys.modules, "pynq", fake)
+    results = board.run_on_board(folder, batch_sizes=(1, 10), repeats=2)
+    for batch in (1, 10):
+        assert results[f"argmax_agreement_with_csim_batch{batch}"] == 1.0
+        assert results[f"max_abs_error_vs_csim_batch{batch}"] == 0.0
+        assert results[f"repeats_identical_batch{batch}"]
+        assert results[f"ms_per_image_batch{batch}"] > 0
+    assert results["argmax_agreement_with_csim"] == 1.0
+    n_in, n_out = height * width * 3, height * width * 4
+    sends = [entry for entry in fake.log if entry[0] == "send"]
+    receives = [entry for entry in fake.log if entry[0] == "recv"]
+    assert [shape for _, shape, _, _ in sends] == [(1, n_in)] * 20 + [(10, n_in)] * 2
+    assert [shape for _, shape, _, _ in receives] == [(1, n_out)] * 20 + [(10, n_out)] * 2
+    assert all(dtype == np.float32 for _, _, dtype, _ in fake.log)
+    assert (folder / "board_results.json").is_file()
+    # A batch too large for one DMA transfer is refused before the board is touched.
+    monkeypatch.setattr(board, "DMA_MAX_BYTES", 10 * n_out * 4 - 1)
+    with pytest.raises(ValueError, match="26-bit"):
+        board.run_on_board(folder, batch_sizes=(10,), repeats=1)
+
+
+TLAST_HARNESS = r"""
+#include <cstdio>
+#include <cstdlib>
+#include "firmware/myproject_axi.h"
+
+// Calls the AXI-stream wrapper n_calls times, as the DMA streams one image per call; TLAST
+// on the last input word of every call, or (a batch in one DMA transfer) of the last call
+// only. Prints "call index" for every output word that carries TLAST.
+int main(int argc, char **argv) {
+    int n_calls = atoi(argv[1]), every_call = atoi(argv[2]);
+    static input_axi_t in[N_IN];
+    static output_axi_t out[N_OUT];
+    for (int call = 0; call < n_calls; call++) {
+        for (unsigned i = 0; i < N_IN; i++) {
+            bool end = i == N_IN - 1 && (every_call || call == n_calls - 1);
+            in[i] = input_axi_t(T_in(0.25f + 0.5f * ((i + call) % 2)), end);
+        }
+        myproject_axi(in, out);
+        for (unsigned i = 0; i < N_OUT; i++)
+            if (out[i].last) printf("%d %u\n", call, i);
+    }
+    return 0;
+}
+"""
+
+
+def test_axi_wrapper_raises_tlast_with_the_last_output_word(compiled, tmp_path):
+    # The generated wrapper, compiled as the board runs it (linked against the C-simulation
+    # library that holds it): TLAST leaves the chip with the last output word of an image
+    # whose last input word carried it, and with no other word; a batch of 10 images in one
+    # DMA transfer (TLAST only at its end) ends with TLAST only after image 10.
+    import subprocess
+
+    _, _, folder = compiled
+    library = next((folder / "firmware").glob("myproject-*.so"))
+    source = tmp_path / "tlast.cpp"
+    source.write_text(TLAST_HARNESS)
+    binary = tmp_path / "tlast"
+    subprocess.run(
+        ["g++", "-O1", "-std=c++11", f"-I{folder}", f"-I{folder / 'firmware' / 'ap_types'}",
+         str(source), str(library), f"-Wl,-rpath,{library.parent}", "-o", str(binary)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    n_out = SMALL_HW[0] * SMALL_HW[1] * 4
+
+    def tlast_words(n_calls: int, every_call: int) -> list[tuple[int, int]]:
+        run = subprocess.run([str(binary), str(n_calls), str(every_call)], check=True,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        return [tuple(map(int, line.split())) for line in run.stdout.split("\n") if line]
+
+    assert tlast_words(2, 1) == [(0, n_out - 1), (1, n_out - 1)]
+    assert tlast_words(10, 0) == [(9, n_out - 1)]
+
+
+def test_csim_runs_the_axi_wrapper_and_the_tcl_targets_the_zcu102(compiled):
+    # hls4ml 1.3.0 rewrites the C-simulation bridge to call the AXI-stream wrapper, and builds
+    # it into the library, so the bit-exact check above includes the wrapper's input cast.
+    _, _, folder = compiled
+    bridge = (folder / "myproject_bridge.cpp").read_text()
+    assert '#include "firmware/myproject_axi.h"' in bridge and "myproject_axi(" in bridge
+    assert "firmware/${PROJECT}_axi.cpp" in (folder / "build_lib.sh").read_text()
+    axi = (folder / "firmware" / "myproject_axi.cpp").read_text()
+    assert "is_last" in axi and "== N_OUT - 1" in axi  # TLAST only on the last output word
+    design = (folder / "design.tcl").read_text()
+    assert hls.ZCU102_PART in design and "zcu102" in design
+    assert "group_bd_cells hier_0" in design and "axi_dma_0" in design  # the driver's hier_0
+    assert "Freq {100}" in design  # the accelerator clocked at 100 MHz by the PS
 
 
 # -- estimate ------------------------------------------------------------------------------------

@@ -254,6 +254,10 @@ def test_chunked_cell_scan_rejects_bad_input(shape, chunk):
     cell = cells.MinGRU(3, 2)
     with pytest.raises(ValueError):
         scan.chunked_cell_scan(torch.zeros(shape), cell.coefficients, chunk=chunk)
+    with pytest.raises(ValueError, match="h0"):
+        scan.chunked_cell_scan(torch.zeros(2, 6, 4), cell.coefficients, torch.ones(3, 2))
+    with pytest.raises(ValueError, match="dtype"):
+        scan.chunked_cell_scan(torch.zeros(2, 6, 4), cell.coefficients, torch.ones(2, 2).double())
 
 
 def test_log_space_scan_gradcheck():

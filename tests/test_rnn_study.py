@@ -332,6 +332,8 @@ def test_community_ratios_by_hand():
     community["timings"]["training"]["1"]["ours/chunked"]["64"] = 10.0 * 64
     row = study.community_ratios(community)["training/1"]["64"]
     assert row == {"ratio": 2.0 / 2.5, "ours_best": "sequential", "community_best": "sequential"}
+    del community["timings"]["inference"]["64"]["ours/parallel"]["64"]  # not timed there
+    assert list(study.community_ratios(community)["inference/64"]) == ["512"]
     table = chapter.community_table(make_community())
     assert list(table.columns) == ["T = 64", "T = 512"]
     assert table.loc["training, batch 64", "T = 512"] == "2.00× (chunked / step loop)"
@@ -473,13 +475,15 @@ def test_reading_notes():
         "mingru: 1 layer 50.0 %, 2 layers 70.0 %, 3 layers 95.0 %, one layer of width 12 (100 "
         "parameters) 60.0 %" in notes
     )
-    assert "The deepest model copies better than one layer and than one layer of its size." in notes
-    metrics = make_metrics()
-    _break_width(metrics)
-    metrics["claims"] = chapter.check_claims(metrics)
-    assert ", and **not** in every seed than one layer of its size." in chapter.reading_notes(
-        metrics
+    assert (
+        "The deepest model copies better than one layer in every seed. It copies better than one "
+        "layer of its size in every seed." in notes
     )
+    metrics = make_metrics()
+    _break_depth(metrics)
+    metrics["claims"] = chapter.check_claims(metrics)
+    notes = chapter.reading_notes(metrics)
+    assert "copies **not** better than one layer in every seed. It copies better than" in notes
 
 
 def test_paper_speedups():
@@ -509,7 +513,8 @@ def test_miniature_findings():
     )
     assert findings["copy_1_layers"] == (
         "mingru 50.0 ± 0.0 (3 seeds); minlstm 60.0 (1 seed) % per-token accuracy; one layer "
-        "widened: mingru 60.0 ± 0.0 (3 seeds); minlstm 70.0 (1 seed)"
+        "widened to the deepest model's size: mingru 60.0 ± 0.0 (3 seeds); minlstm 70.0 (1 seed) "
+        "% per-token accuracy"
     )
     assert findings["copy_2_layers"] == "mingru 70.0 ± 0.0 (3 seeds) % per-token accuracy"
     assert findings["copy_3_layers"] == (

@@ -237,8 +237,8 @@ def reading_notes(metrics: dict) -> str:
                 else "not largest at 4 filters, unlike the authors' model files"
             )
             lines.append(
-                f"  The loss from 8 to 4 bits is {where} (their 4- and 8-filter numbers are "
-                "not verified: see the table)."
+                f"  The loss from 8 to 4 bits is {where} (their 4- and 8-filter numbers come "
+                "from the repository's evaluation files, not the paper's tables: see the table)."
             )
     low = min(r["argmax_agreement"] for r in metrics["bit_accuracy"].values())
     worst = max(r["max_abs_error"] for r in metrics["bit_accuracy"].values())

@@ -96,7 +96,7 @@ def plot_community(community: dict) -> plt.Figure:
                    title=f"{phase}, batch {batch}")  # fmt: skip
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"Our minGRU against {community['package']} (hidden {community['hidden']}, "
-                 f"{community['device']})", y=1.01)  # fmt: skip
+                 f"{community['device']})", y=1.04)  # fmt: skip
     return fig
 
 
@@ -138,7 +138,7 @@ def plot_copy(copy: dict) -> plt.Figure:
     ax.set(xlabel="layers", ylabel="per-token accuracy (%)", ylim=(0, 101),
            title="Selective copying: accuracy against depth")  # fmt: skip
     ax.set_xticks(sorted({int(d) for per in per_cell.values() for d in per}))
-    ax.axhline(100 / 14, color="grey", lw=0.8, ls=":", label="chance (14 data tokens)")
+    ax.axhline(100 / 14, color="grey", lw=0.8, ls=":", label="chance (1 in 14 token values)")
     ax.legend(fontsize=8)
     return fig
 

@@ -265,8 +265,11 @@ class _CellScan(torch.autograd.Function):
     Computing a_t, b_t from the gate pre-activations slice by slice, while the slice is in
     cache, replaces several passes of elementwise operations over ``[batch, time, hidden]``
     tensors; on a CPU those passes cost more than the recurrence. The backward runs the scan
-    backwards and takes each slice's vector-Jacobian product of ``coefficients`` by autograd,
-    so any cell's gates work. Saves the gates, the states and the decays a.
+    backwards and takes each slice's vector-Jacobian product of ``coefficients``: in closed
+    form when ``vjp`` is given (the cells' ``coefficients_vjp``), else by autograd, so any
+    cell's gates work. ``coefficients`` must depend on the gates alone (a parameter used
+    inside it would get no gradient). Saves the gates, the states and the decays a; first
+    derivatives only (no double backward).
     """
 
     @staticmethod
@@ -344,6 +347,10 @@ def chunked_cell_scan(
     without it, autograd differentiates ``coefficients`` slice by slice."""
     if gates.dim() != 3 or gates.shape[1] == 0:
         raise ValueError(f"gates must be [batch, time > 0, width], got shape {tuple(gates.shape)}")
+    if h0 is not None and (h0.dim() != 2 or h0.shape[0] != gates.shape[0]):
+        raise ValueError(f"h0 must be [batch, hidden], got shape {tuple(h0.shape)}")
+    if h0 is not None and h0.dtype != gates.dtype:
+        raise ValueError(f"h0 must have the dtype of the gates ({gates.dtype}), got {h0.dtype}")
     if chunk is None:
         chunk = cell_chunk_size(gates.shape[1], gates.shape[0])
     chunk = _chunk_for(gates.shape[1], chunk)

@@ -317,13 +317,14 @@ def community_ratios(community: dict) -> dict:
     out: dict = {}
     for phase, per_batch in community["timings"].items():
         for batch, per_variant in per_batch.items():
-            lengths = sorted(next(iter(per_variant.values())), key=int)
+            # the lengths every variant was timed at
+            lengths = sorted(set.intersection(*(set(c) for c in per_variant.values())), key=int)
             rows = {}
             for length in lengths:
                 best = {}
                 for side in ("ours", "community"):
                     side_times = {v.split("/")[1]: c[length] for v, c in per_variant.items()
-                                  if v.startswith(side + "/") and length in c}  # fmt: skip
+                                  if v.startswith(side + "/")}  # fmt: skip
                     best[side] = min(side_times.items(), key=lambda item: item[1])
                 rows[length] = {
                     "ratio": best["community"][1] / best["ours"][1],
@@ -403,7 +404,7 @@ def selective_copy_study(config: Config, seeds: Sequence[int]) -> dict:
         for depth in config.copy_depths
         for s in seeds
     ]
-    widths = {cell: copy_wide_width(cell, config) for cell in config.copy_cells}
+    widths = {c: copy_wide_width(c, config) for c in config.copy_cells} if config.copy_wide else {}
     if config.copy_wide:
         jobs += [(cell, 1, s, config, widths[cell]) for cell in config.copy_cells for s in seeds]
     done = iter(runtime.map_processes(_copy_job, jobs, config.workers))
