@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import sys
 
@@ -473,6 +474,119 @@ def test_axi_wrapper_raises_tlast_with_the_last_output_word(compiled, tmp_path):
     assert tlast_words(10, 0) == [(9, n_out - 1)]
 
 
+def _as_fixed(precision) -> fixed.FixedType:
+    return fixed.FixedType(int(precision.width), int(precision.integer), bool(precision.signed),
+                           rounding="AP_TRN", overflow="AP_WRAP")  # fmt: skip
+
+
+def test_narrow_types_keep_the_csim_bit_exact_and_save_bits(compiled, tmp_path):
+    # types="narrow" lets hls4ml infer each conv's accumulator and output (exact by its rule);
+    # the C simulation must give the same bits as with the wide type everywhere.
+    from hls4ml.model.layers import Conv2D
+
+    model, wide, _ = compiled
+    narrow = hls.convert(model, SMALL_HW, tmp_path / "narrow", reuse_factor=4,
+                         backend="VivadoAccelerator", types="narrow")  # fmt: skip
+    hls.compile_csim(narrow)
+    images = scenes.make_dataset(3, *SMALL_HW, seed=3)[0]
+    assert torch.equal(hls.csim_predict(narrow, images, 4), hls.csim_predict(wide, images, 4))
+    convs = 0
+    for layer in narrow.get_layers():
+        if not isinstance(layer, Conv2D):
+            continue
+        fan_in = (
+            layer.get_attr("n_chan") * layer.get_attr("filt_height") * layer.get_attr("filt_width")
+        )
+        expected = hls.exact_accum_type(
+            _as_fixed(layer.get_input_variable().type.precision),
+            _as_fixed(layer.types["weight_t"].precision),
+            _as_fixed(layer.types["bias_t"].precision),
+            fan_in,
+        )
+        accum = layer.types["accum_t"].precision
+        assert (accum.width, accum.integer, accum.signed) == (
+            expected.width, expected.integer, expected.signed,
+        )  # fmt: skip
+        assert accum.width < enet.WIDE_TYPE.width
+        convs += 1
+    assert convs == len(model.conv_names())
+    bits = {name: sum(e["bits"] * e["channels"] for e in hls.stream_types(m).values())
+            for name, m in (("wide", wide), ("narrow", narrow))}  # fmt: skip
+    assert bits["narrow"] < bits["wide"]
+    with pytest.raises(ValueError, match="types"):
+        hls.hls_config(model, SMALL_HW, types="exact")
+
+
+def _files_fifos(folder) -> dict[str, tuple[int, int, int]]:
+    """FIFOs read from the generated C++: {stream: (depth, channels, bits)}."""
+    firmware = folder / "firmware"
+    typedefs = {
+        name: (int(channels), int(bits))
+        for bits, channels, name in re.findall(
+            r"typedef nnet::array<ap_u?fixed<(\d+),[^>]*>, (\d+)\*1> (\w+);",
+            (firmware / "defines.h").read_text(),
+        )
+    }
+    fifos = {}
+    for source in ("myproject.cpp", "myproject_axi.cpp"):
+        text = (firmware / source).read_text()
+        kinds = dict((n, t) for t, n in re.findall(r"hls::stream<(\w+)> (\w+)\(", text))
+        for name, depth in re.findall(r"#pragma HLS STREAM variable=(\w+) depth=(\d+)", text):
+            channels, bits = typedefs[kinds[name]]
+            fifos[name] = (int(depth), channels, bits)
+    return fifos
+
+
+def _files_multipliers(folder) -> int:
+    """Sum of hls4ml's multiplier_limit over the conv configs in parameters.h."""
+    text = (folder / "firmware" / "parameters.h").read_text()
+    total = 0
+    for body in re.findall(r"struct config\d+ : nnet::conv2d_config \{(.*?)\n\};", text, re.S):
+        get = {k: int(v) for k, v in re.findall(r"static const unsigned (\w+) = (\d+);", body)}
+        n = get["filt_height"] * get["filt_width"] * get["n_chan"] * get["n_filt"]
+        total += -(-n // get["reuse_factor"]) - get["n_zeros"] // get["reuse_factor"]
+    return total
+
+
+@pytest.mark.parametrize("types", ["wide", "narrow"])
+def test_project_estimate_describes_the_generated_project(compiled, tmp_path, types):
+    # The estimate reads the converted model; the C++ that hls4ml writes must hold the same
+    # FIFOs (names, depths, word types) and the same multipliers.
+    model, wide, folder = compiled
+    if types == "narrow":
+        folder = tmp_path / "narrow"
+        hls_model = hls.convert(model, SMALL_HW, folder, reuse_factor=4,
+                                backend="VivadoAccelerator", types="narrow")  # fmt: skip
+        hls_model.write()
+    else:
+        hls_model = wide
+    streams = {s["name"]: (s["depth"], s["channels"], s["bits"])
+               for s in estimate.project_streams(hls_model)}  # fmt: skip
+    ports = {hls_model.get_input_variables()[0].name: "in_local",
+             hls_model.get_output_variables()[0].name: "out_local"}  # fmt: skip
+    streams = {ports.get(name, name): fifo for name, fifo in streams.items()}
+    assert streams == _files_fifos(folder)
+    result = estimate.project_estimate(hls_model)
+    assert result["multipliers"] == _files_multipliers(folder)
+    fifo_bits = sum(d * c * b for d, c, b in streams.values())
+    assert result["fifo_kbit"] == fifo_bits / 1024 and result["fifos"] == len(streams)
+    assert result["dsp"] == 0 and result["lut"] > 0  # 4-bit operands: multipliers in LUTs
+    assert result["bram_36k"] > 0 and result["fits_zcu102"]
+
+
+def test_exact_accum_type_by_hand():
+    u8 = fixed.FixedType(8, 0, signed=False)  # the input: [0, 1) in steps of 1/256
+    w4 = fixed.FixedType(4, 1)  # weights in [-1, 0.875]
+    b8 = fixed.FixedType(8, 2)
+    # 27 products of 12 bits (1 integer bit, signed) need 5 more integer bits: <17, 6>;
+    # the bias (2 integer bits, signed) adds one: <18, 7>, fraction max(11, 6) = 11.
+    accum = hls.exact_accum_type(u8, w4, b8, 27)
+    assert (accum.width, accum.integer, accum.signed) == (18, 7, True)
+    assert hls.exact_accum_type(u8, w4, None, 1).hls() == "ap_fixed<12,1,AP_TRN,AP_WRAP>"
+    with pytest.raises(ValueError, match="fan_in"):
+        hls.exact_accum_type(u8, w4, b8, 0)
+
+
 def test_csim_runs_the_axi_wrapper_and_the_tcl_targets_the_zcu102(compiled):
     # hls4ml 1.3.0 rewrites the C-simulation bridge to call the AXI-stream wrapper, and builds
     # it into the library, so the bit-exact check above includes the wrapper's input cast.
@@ -576,12 +690,51 @@ def _metrics(mious: dict[str, float], agreement: float = 1.0) -> dict:
         "estimate_hw": [152, 240],
         "majority_baseline": {"miou": 0.16, "accuracy": 0.65},
         "latency": {"cpu, batch 1": 5.0},
-        "chosen_model": "f16-q4", "clock_ns": 5.0,
+        "chosen_model": "f16-q4", "clock_ns": 5.0, "reuse_factor": 16,
+        "resources": [
+            {"model": "f16-q4", "types": "wide", "dsp": 0, "lut": 300_000, "bram_36k": 2000,
+             "fifo_kbit": 40_000.0, "accumulator_bits": 2320, "fits_zcu102": False},
+            {"model": "f16-q4", "types": "narrow", "dsp": 0, "lut": 150_000, "bram_36k": 900,
+             "fifo_kbit": 12_000.0, "accumulator_bits": 1000, "fits_zcu102": True},
+        ],
     }  # fmt: skip
 
 
 PAPER_LIKE = {"f4-float": 0.30, "f4-q4": 0.17, "f4-q8": 0.22, "f8-float": 0.34, "f8-q4": 0.32,
               "f8-q8": 0.33, "f16-float": 0.37, "f16-q4": 0.36, "f16-q8": 0.35}  # fmt: skip
+
+
+def test_resources_frame_and_numbers():
+    metrics = _metrics(PAPER_LIKE)
+    frame = chapter.resources_frame(metrics)
+    assert list(frame.index) == [("f16-q4", "wide"), ("f16-q4", "narrow")]
+    assert list(frame["fits the ZCU102"]) == ["no", "yes"]
+    assert list(frame.columns) == list(chapter.RESOURCE_COLUMNS.values())
+    numbers = chapter.prose_numbers(metrics)
+    assert numbers["narrow_fifo_kbit"] == "40,000 to 12,000 kbit"
+    assert numbers["narrow_bram"] == "2,000 to 900 BRAM36 of 912"
+    assert numbers["narrow_lut"] == "300,000 to 150,000"
+    assert numbers["narrow_fit"] == "1 of 1" and numbers["resources_rf"] == "16"
+    findings = chapter.miniature_findings(dict(metrics, claims=chapter.check_claims(metrics)))
+    assert "narrow types 0 DSP, 150,000 LUT, 900 BRAM36 (fits)" in findings["resources"]
+    assert "wide types 0 DSP, 300,000 LUT, 2000 BRAM36 (does not fit)" in findings["resources"]
+    notes = chapter.reading_notes(dict(metrics, claims=chapter.check_claims(metrics)))
+    assert (
+        "Narrow types take its FIFOs from 40,000 to 12,000 kbit and its BRAM from 2,000 to "
+        in notes
+    )
+
+
+def test_project_resources_tiny(tmp_path):
+    pytest.importorskip("hls4ml")
+    model = _quantized(bits=4)
+    rows = study.project_resources({"f4-q4": model}, SMALL_HW, 4, 10.0, tmp_path)
+    assert [(r["model"], r["types"]) for r in rows] == [("f4-q4", "wide"), ("f4-q4", "narrow")]
+    wide, narrow = rows
+    assert narrow["fifo_kbit"] < wide["fifo_kbit"] and narrow["lut"] < wide["lut"]
+    assert narrow["multipliers"] == wide["multipliers"]  # narrowing moves no multiplier
+    with pytest.raises(ValueError, match="types"):
+        hls.check_settings(SMALL_HW, 4, types="exact")
 
 
 def test_claims_on_paper_like_numbers():

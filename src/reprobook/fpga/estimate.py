@@ -132,3 +132,94 @@ def estimate(
         "latency_ms_high": total * to_ms,
         "macs_per_image": sum(c.multiplications_per_pixel * c.out_pixels for c in costs),
     }
+
+
+# -- the generated project ------------------------------------------------------------------------
+
+FIFO_SRL_MAX_BITS = 1024  # rule of thumb: a FIFO this small goes to shift registers, not BRAM
+BRAM36_BITS = 36 * 1024  # one BRAM36: 1,024 words of 36 bits (or 512 of 72)
+LUT_MULT_MAX_BITS = 10  # rule of thumb: a product of operands this narrow goes to LUTs, not DSPs
+
+
+def project_streams(hls_model) -> list[dict]:
+    """Every FIFO of a converted ``io_stream`` model, as hls4ml writes it: the stream's name,
+    depth, channels per word and bits per channel (the output streams of every layer, the
+    clones of a stream that feeds two layers included; the model's input and output streams
+    stand for the AXI wrapper's ``in_local`` and ``out_local`` FIFOs, of the same type and
+    depth)."""
+    out = []
+    for variable in hls_model.output_vars.values():
+        pragma = getattr(variable, "pragma", None)
+        if not (isinstance(pragma, tuple) and pragma[0] == "stream"):
+            continue
+        out.append({"name": variable.name, "depth": int(pragma[1]),
+                    "channels": int(variable.shape[-1]),
+                    "bits": int(variable.type.precision.width)})  # fmt: skip
+    return out
+
+
+def _fifo_bram36(stream: dict) -> int:
+    bits = stream["depth"] * stream["channels"] * stream["bits"]
+    if bits <= FIFO_SRL_MAX_BITS:
+        return 0
+    word = stream["channels"] * stream["bits"]
+    return math.ceil(word / 36) * math.ceil(stream["depth"] / 1024)
+
+
+def project_estimate(hls_model) -> dict[str, float]:
+    """Resources of the project hls4ml generates for ``hls_model``, read from the converted
+    model itself (its reuse factors after hls4ml's correction, its types, its FIFO depths):
+
+    - multipliers per conv ``ceil(n_in * n_out / R)`` less the zero weights' share (hls4ml's
+      ``multiplier_limit``); those with both operands of at most
+      ``LUT_MULT_MAX_BITS`` bits are counted as LUTs (about a * b / 2 each), the others as DSPs
+      (an upper bound, as Vivado may still map some of them to LUTs);
+    - an adder of the accumulator's width per multiplier (one LUT per bit);
+    - BRAM36 for the weights (``parameters * bits``), the line buffers (``(k - 1)`` input rows
+      per conv) and every FIFO above ``FIFO_SRL_MAX_BITS`` bits (``ceil(word / 36)`` blocks per
+      1,024 words); smaller FIFOs go to shift registers.
+
+    The thresholds are rules of thumb; only synthesis gives the real numbers."""
+    multipliers = dsp = lut = 0
+    weight_bits = line_bits = accum_bits = 0
+    from hls4ml.model.layers import Conv2D
+
+    for layer in hls_model.get_layers():
+        if not isinstance(layer, Conv2D):
+            continue
+        n_chan, height, width = (layer.get_attr(a) for a in ("n_chan", "filt_height", "filt_width"))
+        n_in, n_out = n_chan * height * width, layer.get_attr("n_filt")
+        reuse = layer.get_attr("reuse_factor")
+        # hls4ml's multiplier_limit: products with a zero weight are not built
+        mults = math.ceil(n_in * n_out / reuse) - layer.get_weights("weight").nzeros // reuse
+        a_bits = layer.get_input_variable().type.precision.width
+        w_bits = layer.types["weight_t"].precision.width
+        acc = layer.types["accum_t"].precision.width
+        multipliers += mults
+        if max(a_bits, w_bits) <= LUT_MULT_MAX_BITS:
+            lut += mults * math.ceil(a_bits * w_bits / 2)
+        else:
+            dsp += mults
+        lut += mults * acc
+        accum_bits += acc
+        weight_bits += n_in * n_out * w_bits + n_out * layer.types["bias_t"].precision.width
+        line_bits += (height - 1) * layer.get_attr("in_width") * n_chan * a_bits
+    streams = project_streams(hls_model)
+    fifo_bits = sum(s["depth"] * s["channels"] * s["bits"] for s in streams)
+    bram = (math.ceil(weight_bits / BRAM36_BITS) + math.ceil(line_bits / BRAM36_BITS)
+            + sum(_fifo_bram36(s) for s in streams))  # fmt: skip
+    return {
+        "multipliers": multipliers,
+        "dsp": dsp,
+        "dsp_fraction": dsp / ZCU102["dsp"],
+        "lut": lut,
+        "lut_fraction": lut / ZCU102["lut"],
+        "bram_36k": bram,
+        "bram_fraction": bram / ZCU102["bram_36k"],
+        "fifo_kbit": fifo_bits / 1024,
+        "fifos": len(streams),
+        "weight_kbit": weight_bits / 1024,
+        "line_buffer_kbit": line_bits / 1024,
+        "accumulator_bits": accum_bits,
+        "fits_zcu102": dsp <= ZCU102["dsp"] and lut <= ZCU102["lut"] and bram <= ZCU102["bram_36k"],
+    }

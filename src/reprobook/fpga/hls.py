@@ -6,8 +6,10 @@ that quantization-aware training used, so that the C++ model computes what the q
 model computes:
 
 - the input: ``ap_ufixed<8,0>`` with round-half-even and saturation;
-- each conv: its QAT weight and bias types, and a wide accumulator and output
-  (``ap_fixed<40,16>``) that hold every sum exactly;
+- each conv: its QAT weight and bias types, and an accumulator and output that hold every sum
+  exactly: with ``types="wide"`` one wide type (``ap_fixed<40,16>``) for all, with
+  ``types="narrow"`` the narrowest exact type per layer, which hls4ml infers from the input,
+  weight and bias types (:func:`exact_accum_type` states the rule);
 - each ReLU: its QAT activation type (round-half-even, saturation);
 - pools, upsamplings, concatenation and residual adds: ``auto`` (hls4ml infers a type that
   holds their inputs exactly).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import shutil
 import time
 import warnings
@@ -31,8 +34,10 @@ import torch
 
 from reprobook.fpga import driver
 from reprobook.fpga.enet import WIDE_TYPE, CompressedENet, export_for_hls
+from reprobook.fpga.fixed import FixedType
 
 BACKENDS = ("Vivado", "VivadoAccelerator")
+TYPE_MODES = ("wide", "narrow")
 ZCU102_PART = "xczu9eg-ffvb1156-2-e"
 
 
@@ -41,22 +46,49 @@ def hls_name(module_name: str) -> str:
     return module_name.replace(".", "_")
 
 
+def exact_accum_type(
+    inputs: FixedType, weight: FixedType, bias: FixedType | None, fan_in: int
+) -> FixedType:
+    """The narrowest type that holds a sum of ``fan_in`` products of ``inputs`` and ``weight``
+    values plus a ``bias`` exactly: hls4ml's rule for an ``auto`` accumulator. Products need
+    the bits of both factors, a sum of ``fan_in`` of them ceil(log2 fan_in) more integer bits,
+    and the bias one more (with the sign bit where one side is unsigned)."""
+    if not isinstance(fan_in, int) or fan_in < 1:
+        raise ValueError(f"fan_in must be a positive int, got {fan_in!r}")
+    grow = math.ceil(math.log2(fan_in))
+    width = weight.width + inputs.width + grow
+    integer = weight.integer + inputs.integer + grow
+    signed = weight.signed or inputs.signed
+    if bias is not None:
+        fraction = width - integer
+        integer = (
+            max(integer + (bias.signed and not signed), bias.integer + (signed and not bias.signed))
+            + 1
+        )
+        width = integer + max(fraction, bias.fraction)
+        signed = signed or bias.signed
+    return FixedType(width, integer, signed=signed, rounding="AP_TRN", overflow="AP_WRAP")
+
+
 def hls_config(
     model: CompressedENet,
     input_hw: tuple[int, int],
     reuse_factor: int = 1,
     strategy: str = "Resource",
     backend: str = "Vivado",
+    types: str = "wide",
 ) -> dict[str, Any]:
     """The hls4ml configuration of a quantized ``model``: per-layer precisions from its QAT
     types (see the module docstring), one reuse factor and strategy for every layer."""
     if model.quant is None:
         raise ValueError("the model is not quantized: call set_quantization first")
-    _check_common(input_hw, reuse_factor, strategy, backend)
-    return _config(model, export_for_hls(model), input_hw, reuse_factor, strategy, backend)
+    _check_common(input_hw, reuse_factor, strategy, backend, types)
+    return _config(model, export_for_hls(model), input_hw, reuse_factor, strategy, backend, types)
 
 
-def _config(model, exported, input_hw, reuse_factor, strategy, backend) -> dict[str, Any]:
+def _config(
+    model, exported, input_hw, reuse_factor, strategy, backend, types="wide"
+) -> dict[str, Any]:
     """``hls_config`` on an already exported model (``convert`` exports once for both)."""
     import hls4ml
 
@@ -79,8 +111,8 @@ def _config(model, exported, input_hw, reuse_factor, strategy, backend) -> dict[
         entry["Precision"] = {
             "weight": quant.weights[name].hls(),
             "bias": quant.biases[name].hls(),
-            "accum": WIDE_TYPE.hls(),
-            "result": WIDE_TYPE.hls(),
+            "accum": WIDE_TYPE.hls() if types == "wide" else "auto",
+            "result": WIDE_TYPE.hls() if types == "wide" else "auto",
         }
         entry["ReuseFactor"] = reuse_factor
         entry["Strategy"] = strategy
@@ -97,16 +129,18 @@ def convert(
     strategy: str = "Resource",
     backend: str = "Vivado",
     clock_period_ns: float = 5.0,
+    types: str = "wide",
 ):
     """The hls4ml model of a quantized ``model`` (io_stream). ``backend="VivadoAccelerator"``
-    targets the ZCU102 board with an AXI-stream wrapper, float in and out, and a PYNQ driver."""
+    targets the ZCU102 board with an AXI-stream wrapper, float in and out, and a PYNQ driver;
+    ``types`` picks the convs' accumulator and output types (``TYPE_MODES``)."""
     import hls4ml
 
     if not clock_period_ns > 0:
         raise ValueError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
-    _check_common(input_hw, reuse_factor, strategy, backend)
+    _check_common(input_hw, reuse_factor, strategy, backend, types)
     exported = export_for_hls(model)  # raises if the model is not quantized
-    config = _config(model, exported, input_hw, reuse_factor, strategy, backend)
+    config = _config(model, exported, input_hw, reuse_factor, strategy, backend, types)
     if backend == "VivadoAccelerator":
         extra = dict(
             board="zcu102",
@@ -153,6 +187,22 @@ def csim_predict(hls_model, images: torch.Tensor, n_classes: int) -> torch.Tenso
     return torch.from_numpy(driver.unpack(flat, height, width, n_classes))
 
 
+def stream_types(hls_model) -> dict[str, dict[str, Any]]:
+    """Per layer of a converted model: its output stream's element type (bits, integer bits,
+    signedness) and channels, and for convs the accumulator's bits, as hls4ml will write them."""
+    out = {}
+    for layer in hls_model.get_layers():
+        variable = layer.get_output_variable()
+        precision = variable.type.precision
+        entry = {"kind": layer.class_name, "bits": int(precision.width),
+                 "integer": int(precision.integer), "signed": bool(precision.signed),
+                 "channels": int(variable.shape[-1])}  # fmt: skip
+        if "accum_t" in layer.types:
+            entry["accum_bits"] = int(layer.types["accum_t"].precision.width)
+        out[layer.name] = entry
+    return out
+
+
 def build_bitstream(hls_model) -> dict[str, Any]:
     """Synthesize the project and make the bitfile (needs Vivado on PATH). Without Vivado it
     stops with a clear ``RuntimeError`` instead of hls4ml's deeper exception."""
@@ -166,7 +216,20 @@ def build_bitstream(hls_model) -> dict[str, Any]:
     return hls_model.build(csim=False, synth=True, export=True, bitfile=True)
 
 
-def _check_common(input_hw, reuse_factor, strategy, backend) -> None:
+def check_settings(
+    input_hw: tuple[int, int],
+    reuse_factor: int,
+    strategy: str = "Resource",
+    backend: str = "VivadoAccelerator",
+    types: str = "wide",
+) -> None:
+    """Raise a ``ValueError`` naming the setting that is wrong and what is allowed."""
+    _check_common(input_hw, reuse_factor, strategy, backend, types)
+
+
+def _check_common(input_hw, reuse_factor, strategy, backend, types="wide") -> None:
+    if types not in TYPE_MODES:
+        raise ValueError(f"types must be one of {TYPE_MODES}, got {types!r}")
     if len(input_hw) != 2 or any(not isinstance(v, int) or v <= 0 or v % 8 for v in input_hw):
         raise ValueError(f"input_hw must be two positive multiples of 8, got {input_hw!r}")
     if not isinstance(reuse_factor, int) or reuse_factor < 1:

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 
 from reprobook import report
-from reprobook.fpga import scenes
+from reprobook.fpga import estimate, scenes
 from reprobook.fpga.study import METRICS_VERSION as METRICS_VERSION  # the protocol names it here
 from reprobook.fpga.study import model_key
 
 REQUIRED_KEYS = (
-    "models", "bit_accuracy", "estimates", "estimate_hw", "majority_baseline", "latency", "claims",
+    "models", "bit_accuracy", "estimates", "estimate_hw", "majority_baseline", "latency",
+    "resources", "claims",
 )  # fmt: skip
 PAPER_CLAIM = (
     "a semantic-segmentation network for a car's cameras (ENet with aggressive filter reduction, "
@@ -140,6 +141,28 @@ def estimate_frame(metrics: dict):
     return frame.set_index(["model", "reuse factor"])
 
 
+RESOURCE_COLUMNS = {
+    "dsp": "DSP",
+    "lut": "LUT",
+    "bram_36k": "BRAM36",
+    "fifo_kbit": "FIFO kbit",
+    "accumulator_bits": "accumulator bits",
+    "fits_zcu102": "fits the ZCU102",
+}
+
+
+def resources_frame(metrics: dict):
+    """Per model, the generated project's estimated resources with wide and with narrow types."""
+    frame = pd.DataFrame(metrics["resources"])
+    frame = frame[["model", "types", *RESOURCE_COLUMNS]].rename(columns=RESOURCE_COLUMNS)
+    frame["fits the ZCU102"] = frame["fits the ZCU102"].map({True: "yes", False: "no"})
+    return frame.set_index(["model", "types"])
+
+
+def _resources(metrics: dict, model: str) -> dict[str, dict]:
+    return {r["types"]: r for r in metrics["resources"] if r["model"] == model}
+
+
 def _precision_label(bits: int | None, short: bool = True) -> str:
     """``hom4`` (the authors' name for homogeneous 4-bit QAT) or, for tables, ``4-bit QAT``."""
     if bits is None:
@@ -184,6 +207,15 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
         for e in est
     )
     agreement = min(r["argmax_agreement"] for r in metrics["bit_accuracy"].values())
+    project = _resources(metrics, chosen)
+    if project:
+        resources += "; the generated project at RF {rf}: ".format(rf=metrics["reuse_factor"]) + (
+            "; ".join(
+                f"{types} types {r['dsp']} DSP, {r['lut']:,} LUT, {r['bram_36k']} BRAM36 "
+                f"({'fits' if r['fits_zcu102'] else 'does not fit'})"
+                for types, r in project.items()
+            )
+        )
     return {
         "latency_batch1": f"not measured (no board); {where}, one image: {one_image}",
         "latency_batch10": f"not measured (no board); {where}, per image of a stream: {streaming}",
@@ -253,6 +285,15 @@ def reading_notes(metrics: dict) -> str:
             0,
             "- This run has one filter count and one bit width: the trend claims "
             "are tested only by the full profile.",
+        )
+    numbers = _resource_numbers(metrics)
+    if numbers["narrow_bram"] != "—":
+        lines.append(
+            f"- **Generated project** ({metrics['chosen_model']}, reuse factor "
+            f"{numbers['resources_rf']}, rules of thumb, not synthesis). Narrow types take its "
+            f"FIFOs from {numbers['narrow_fifo_kbit']} and its BRAM from "
+            f"{numbers['narrow_bram']}; {numbers['narrow_fit']} quantized models fit the ZCU102 "
+            "with narrow types, while every FIFO still holds a whole feature map."
         )
     return "\n".join(lines)
 
@@ -327,4 +368,25 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
         "estimate_interval": "—" if est is None else f"{est['interval_ms']:.2f} ms",
         "estimate_dsp": "—" if est is None else f"≤ {report.pct(est['dsp_fraction_upper'], 0)}",
         "cpu_latency_batch1": "not measured" if cpu is None else f"{cpu:.2f} ms",
+        **_resource_numbers(metrics),
+    }
+
+
+def _resource_numbers(metrics: dict) -> dict[str, str]:
+    """The chosen model's generated project, wide against narrow types, and the fit verdicts."""
+    project = _resources(metrics, metrics["chosen_model"])
+    wide, narrow = project.get("wide"), project.get("narrow")
+    fits = [r for r in metrics["resources"] if r["types"] == "narrow"]
+    return {
+        "resources_rf": str(metrics["reuse_factor"]),
+        "narrow_fifo_kbit": "—"
+        if not (wide and narrow)
+        else (f"{wide['fifo_kbit']:,.0f} to {narrow['fifo_kbit']:,.0f} kbit"),
+        "narrow_bram": "—"
+        if not (wide and narrow)
+        else (f"{wide['bram_36k']:,} to {narrow['bram_36k']:,} BRAM36 of 912"),
+        "narrow_lut": "—" if not (wide and narrow) else (f"{wide['lut']:,} to {narrow['lut']:,}"),
+        "narrow_fit": f"{sum(r['fits_zcu102'] for r in fits)} of {len(fits)}",
+        "rule_lut_bits": str(estimate.LUT_MULT_MAX_BITS),
+        "rule_srl_bits": f"{estimate.FIFO_SRL_MAX_BITS:,}",
     }

@@ -18,7 +18,7 @@ import torch
 from reprobook.fpga import enet, estimate, hls, scenes, training
 from reprobook.profiles import Config, resolve_profile
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: the convs' exact narrow types, resources of the generated projects
 TARGETS = ("csim", "bitstream", "pynq")
 PAPER_FILTERS = (4, 8, 16)
 PAPER_BITS = (4, 8)
@@ -142,9 +142,10 @@ def bit_accuracy(
     project_dir: Path,
     reuse_factor: int,
     clock_period_ns: float,
+    types: str = "narrow",
 ) -> tuple[dict[str, float], torch.Tensor, object]:
-    """Convert ``model`` (ZCU102 accelerator project), compile the C simulation, run it on
-    ``images`` and compare with the quantized PyTorch model in float64."""
+    """Convert ``model`` (ZCU102 accelerator project, the convs' ``types``), compile the C
+    simulation, run it on ``images`` and compare with the quantized PyTorch model in float64."""
     hw = tuple(images.shape[2:])
     hls_model = hls.convert(
         model,
@@ -153,6 +154,7 @@ def bit_accuracy(
         reuse_factor=reuse_factor,
         backend="VivadoAccelerator",
         clock_period_ns=clock_period_ns,
+        types=types,
     )
     compile_s = hls.compile_csim(hls_model)
     tic = time.perf_counter()
@@ -211,6 +213,28 @@ def estimates_table(
         for rf in reuse_factors:
             est = estimate.estimate(model, hw, rf, clock_period_ns, bits, bits)
             rows.append({"model": key, "filters": model.filters, "bits": bits, **est})
+    return rows
+
+
+def project_resources(
+    models: dict[str, enet.CompressedENet],
+    hw: tuple[int, int],
+    reuse_factor: int,
+    clock_period_ns: float,
+    folder: Path,
+) -> list[dict]:
+    """For every quantized model, the resources of the ZCU102 project hls4ml generates at
+    ``hw``, with the convs' wide types and with their exact narrow types
+    (``estimate.project_estimate`` on the converted model; nothing is compiled)."""
+    rows = []
+    for key, model in models.items():
+        for types in hls.TYPE_MODES:
+            hls_model = hls.convert(
+                model, hw, folder / f"{key}-{types}", reuse_factor=reuse_factor,
+                backend="VivadoAccelerator", clock_period_ns=clock_period_ns, types=types,
+            )  # fmt: skip
+            rows.append({"model": key, "filters": model.filters, "bits": model.quant.bits,
+                         "types": types, **estimate.project_estimate(hls_model)})  # fmt: skip
     return rows
 
 
