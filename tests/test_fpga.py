@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import sys
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,7 +17,19 @@ import torch
 
 from fake_pynq import make_fake_pynq
 from reprobook import anchors, report
-from reprobook.fpga import board, driver, enet, estimate, fixed, hls, plots, scenes, study, training
+from reprobook.fpga import (
+    board,
+    driver,
+    enet,
+    estimate,
+    fifo,
+    fixed,
+    hls,
+    plots,
+    scenes,
+    study,
+    training,
+)
 from reprobook.fpga import report as chapter
 
 SMALL_HW = (16, 24)
@@ -548,15 +562,17 @@ def _files_multipliers(folder) -> int:
     return total
 
 
-@pytest.mark.parametrize("types", ["wide", "narrow"])
-def test_project_estimate_describes_the_generated_project(compiled, tmp_path, types):
+@pytest.mark.parametrize("types, depths", [("wide", "default"), ("narrow", "default"),
+                                           ("narrow", "analytic")])  # fmt: skip
+def test_project_estimate_describes_the_generated_project(compiled, tmp_path, types, depths):
     # The estimate reads the converted model; the C++ that hls4ml writes must hold the same
     # FIFOs (names, depths, word types) and the same multipliers.
     model, wide, folder = compiled
-    if types == "narrow":
-        folder = tmp_path / "narrow"
+    if (types, depths) != ("wide", "default"):
+        folder = tmp_path / "project"
         hls_model = hls.convert(model, SMALL_HW, folder, reuse_factor=4,
-                                backend="VivadoAccelerator", types="narrow")  # fmt: skip
+                                backend="VivadoAccelerator", types=types,
+                                fifo_depths=depths)  # fmt: skip
         hls_model.write()
     else:
         hls_model = wide
@@ -692,11 +708,21 @@ def _metrics(mious: dict[str, float], agreement: float = 1.0) -> dict:
         "latency": {"cpu, batch 1": 5.0},
         "chosen_model": "f16-q4", "clock_ns": 5.0, "reuse_factor": 16,
         "resources": [
-            {"model": "f16-q4", "types": "wide", "dsp": 0, "lut": 300_000, "bram_36k": 2000,
-             "fifo_kbit": 40_000.0, "accumulator_bits": 2320, "fits_zcu102": False},
-            {"model": "f16-q4", "types": "narrow", "dsp": 0, "lut": 150_000, "bram_36k": 900,
-             "fifo_kbit": 12_000.0, "accumulator_bits": 1000, "fits_zcu102": True},
+            {"model": "f16-q4", "types": "wide", "fifo_depths": "default", "dsp": 0,
+             "lut": 300_000, "bram_36k": 2000, "fifo_kbit": 40_000.0, "accumulator_bits": 2320,
+             "fits_zcu102": False},
+            {"model": "f16-q4", "types": "narrow", "fifo_depths": "default", "dsp": 0,
+             "lut": 150_000, "bram_36k": 1500, "fifo_kbit": 12_000.0, "accumulator_bits": 1000,
+             "fits_zcu102": False},
+            {"model": "f16-q4", "types": "narrow", "fifo_depths": "analytic", "dsp": 0,
+             "lut": 150_000, "bram_36k": 200, "fifo_kbit": 2_000.0, "accumulator_bits": 1000,
+             "fits_zcu102": True},
         ],
+        "fifo_check": {"hw": [152, 240], "fifos": 169, "chain_fifos": 150,
+                       "backlog_depths": {"pool_cpy2": 153, "blocks_0_skip": 94},
+                       "out_local_depth": 17_041, "out_local_words": 36_480,
+                       "sized_finished": True, "sized_delivered": 36_480,
+                       "chain_finished": False, "chain_delivered": 0},
     }  # fmt: skip
 
 
@@ -707,32 +733,61 @@ PAPER_LIKE = {"f4-float": 0.30, "f4-q4": 0.17, "f4-q8": 0.22, "f8-float": 0.34, 
 def test_resources_frame_and_numbers():
     metrics = _metrics(PAPER_LIKE)
     frame = chapter.resources_frame(metrics)
-    assert list(frame.index) == [("f16-q4", "wide"), ("f16-q4", "narrow")]
-    assert list(frame["fits the ZCU102"]) == ["no", "yes"]
+    assert list(frame.index) == [("f16-q4", "wide", "default"), ("f16-q4", "narrow", "default"),
+                                 ("f16-q4", "narrow", "analytic")]  # fmt: skip
+    assert list(frame["fits the ZCU102"]) == ["no", "no", "yes"]
     assert list(frame.columns) == list(chapter.RESOURCE_COLUMNS.values())
     numbers = chapter.prose_numbers(metrics)
     assert numbers["narrow_fifo_kbit"] == "40,000 to 12,000 kbit"
-    assert numbers["narrow_bram"] == "2,000 to 900 BRAM36 of 912"
+    assert numbers["narrow_bram"] == "2,000 to 1,500 BRAM36 of 912"
     assert numbers["narrow_lut"] == "300,000 to 150,000"
-    assert numbers["narrow_fit"] == "1 of 1" and numbers["resources_rf"] == "16"
-    findings = chapter.miniature_findings(dict(metrics, claims=chapter.check_claims(metrics)))
-    assert "narrow types 0 DSP, 150,000 LUT, 900 BRAM36 (fits)" in findings["resources"]
-    assert "wide types 0 DSP, 300,000 LUT, 2000 BRAM36 (does not fit)" in findings["resources"]
-    notes = chapter.reading_notes(dict(metrics, claims=chapter.check_claims(metrics)))
+    assert numbers["narrow_fit"] == "0 of 1" and numbers["resources_rf"] == "16"
+    assert numbers["sized_bram"] == "200 BRAM36 of 912 (from 1,500)"
+    assert numbers["sized_fifo_kbit"] == "2,000 kbit (from 12,000)"
+    assert numbers["sized_fit"] == "1 of 1" and numbers["wide_sized_fit"] == "—"
+    assert numbers["fifo_depth_skip"] == (
+        "94 to 153 words on 2 FIFOs; the output FIFO 17,041 of 36,480 words"
+    )
+    claims = chapter.check_claims(metrics)
+    assert claims["sized_fifos_finish"] and claims["chain_fifos_deadlock"]
+    assert claims["deployed_fits_zcu102"]
+    findings = chapter.miniature_findings(dict(metrics, claims=claims))
+    assert ("narrow types, analytic FIFOs: 0 DSP, 150,000 LUT, 200 BRAM36 (fits)"
+            in findings["resources"])  # fmt: skip
+    assert ("wide types, default FIFOs: 0 DSP, 300,000 LUT, 2000 BRAM36 (does not fit)"
+            in findings["resources"])  # fmt: skip
+    notes = chapter.reading_notes(dict(metrics, claims=claims))
     assert (
         "Narrow types take its FIFOs from 40,000 to 12,000 kbit and its BRAM from 2,000 to "
         in notes
     )
+    assert "1 of 1 quantized models fit with narrow types and sized FIFOs" in notes
+    assert "passes the token simulation" in notes and "it deadlocks" in notes
+    # a run made before the FIFOs were sized still reads
+    old = dict(metrics, resources=[{k: v for k, v in r.items() if k != "fifo_depths"}
+                                   for r in metrics["resources"][:2]])  # fmt: skip
+    assert list(chapter.resources_frame(old).index)[0] == ("f16-q4", "wide", "default")
+    assert chapter.prose_numbers(old)["sized_bram"] == "—"
+    failing = dict(metrics, fifo_check=dict(metrics["fifo_check"], sized_finished=False,
+                                            chain_finished=True))  # fmt: skip
+    claims = chapter.check_claims(failing)
+    assert not claims["sized_fifos_finish"] and not claims["chain_fifos_deadlock"]
 
 
 def test_project_resources_tiny(tmp_path):
     pytest.importorskip("hls4ml")
     model = _quantized(bits=4)
     rows = study.project_resources({"f4-q4": model}, SMALL_HW, 4, 10.0, tmp_path)
-    assert [(r["model"], r["types"]) for r in rows] == [("f4-q4", "wide"), ("f4-q4", "narrow")]
-    wide, narrow = rows
+    assert [(r["types"], r["fifo_depths"]) for r in rows] == study.DESIGNS
+    wide, narrow, wide_sized, narrow_sized = rows
     assert narrow["fifo_kbit"] < wide["fifo_kbit"] and narrow["lut"] < wide["lut"]
     assert narrow["multipliers"] == wide["multipliers"]  # narrowing moves no multiplier
+    assert narrow_sized["fifo_kbit"] < narrow["fifo_kbit"]
+    assert wide_sized["fifo_kbit"] < wide["fifo_kbit"]
+    assert narrow_sized["lut"] == narrow["lut"]  # depths move no LUT in the estimate
+    check = study.fifo_check(model, SMALL_HW, 4, tmp_path / "check")
+    assert check["sized_finished"] and check["sized_delivered"] == math.prod(SMALL_HW)
+    assert not check["chain_finished"] and check["backlog_depths"]
     with pytest.raises(ValueError, match="types"):
         hls.check_settings(SMALL_HW, 4, types="exact")
 
@@ -742,7 +797,8 @@ def test_claims_on_paper_like_numbers():
     assert claims == {
         "csim_agrees": True, "training_loss_falls": True, "beats_majority_baseline": True,
         "miou_rises_with_filters": True, "q4_close_to_q8_at_8_16_filters": True,
-        "q4_drops_most_at_4_filters": True,
+        "q4_drops_most_at_4_filters": True, "sized_fifos_finish": True,
+        "chain_fifos_deadlock": True, "deployed_fits_zcu102": True,
     }  # fmt: skip
 
 
@@ -871,3 +927,139 @@ def test_estimate_table_is_headed_in_words():
     assert list(frame.index.names) == ["model", "reuse factor"]
     assert "interval [ms]" in frame.columns
     assert not [c for c in frame.columns if "_" in c]
+
+
+# -- FIFO depths ---------------------------------------------------------------------------------
+def _layer(kind, in_hw, out_hw, **extra):
+    return {"name": kind, "kind": kind, "inputs": ["a"], "outputs": ["b"], "in_hw": in_hw,
+            "out_hw": out_hw, **extra}  # fmt: skip
+
+
+def test_words_needed_by_hand():
+    # 2x2 padded by one to 4x4: the inner words are the 6th, 7th, 10th and 11th written
+    pad = fifo.words_needed(_layer("ZeroPadding2D", (2, 2), (4, 4), pad=(1, 1)))
+    assert pad.tolist() == [0, 0, 0, 0, 0, 1, 2, 2, 2, 3, 4, 4, 4, 4, 4, 4]
+    conv = fifo.words_needed(_layer("Conv2D", (4, 4), (2, 2), window=(3, 3), stride=(1, 1)))
+    assert conv.tolist() == [11, 12, 15, 16]  # bottom-right corner of each 3x3 window
+    pool = fifo.words_needed(_layer("Pooling2D", (4, 4), (2, 2), window=(2, 2), stride=(2, 2)))
+    assert pool.tolist() == [6, 8, 14, 16]
+    resize = fifo.words_needed(_layer("Resize", (2, 2), (4, 4)))
+    assert resize.tolist() == [2] * 8 + [4] * 8  # a whole input row before its two copies
+    assert fifo.words_needed(_layer("Activation", (2, 2), (2, 2))).tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="one-input"):
+        fifo.words_needed(_layer("Merge", (2, 2), (2, 2)))
+
+
+def test_analytic_depths_let_one_image_through_and_smaller_ones_deadlock(compiled):
+    _, hls_model, _ = compiled
+    occupancy = fifo.occupancy(hls_model)
+    depths = fifo.analytic_depths(hls_model)
+    n_out = math.prod(SMALL_HW)
+    result = fifo.simulate(hls_model, depths)
+    assert result["finished"] and result["delivered"] == n_out
+    # the pooled image waits for the initial 3x3 conv in front of the concatenation
+    assert occupancy["pool_cpy2"] > 1 and depths["pool_cpy2"] > fifo.CHAIN_DEPTH
+    assert all(depths[f"blocks_{i}_skip"] > fifo.CHAIN_DEPTH for i in range(5))
+    # the FIFO straight into the concatenation cannot hold one word fewer than the bound
+    tight = dict(depths, pool_cpy2=occupancy["pool_cpy2"])
+    assert fifo.simulate(hls_model, tight)["finished"]
+    short = dict(depths, pool_cpy2=occupancy["pool_cpy2"] - 1)
+    stuck = fifo.simulate(hls_model, short)
+    assert not stuck["finished"] and "pool_cpy2" in stuck["full"]
+    chain = fifo.simulate(hls_model, dict.fromkeys(depths, fifo.CHAIN_DEPTH))
+    assert not chain["finished"] and chain["delivered"] < n_out
+    with pytest.raises(ValueError, match="no depth"):
+        fifo.simulate(hls_model, {"x": 2})
+    with pytest.raises(ValueError, match="slack"):
+        fifo.analytic_depths(hls_model, slack=-1)
+
+
+def test_fifo_modes_are_checked_and_cosim_needs_vivado(compiled, tmp_path, monkeypatch):
+    model, _, _ = compiled
+    with pytest.raises(ValueError, match="fifo_depths"):
+        hls.check_settings(SMALL_HW, 4, fifo_depths="tiny")
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "vivado_hls" else
+                        real_which(tool))  # fmt: skip
+    with pytest.raises(RuntimeError, match="vivado_hls is not on PATH"):
+        hls.convert(model, SMALL_HW, tmp_path / "p", backend="VivadoAccelerator",
+                    fifo_depths="cosim")  # fmt: skip
+    from hls4ml.model.flow import get_available_flows
+
+    assert "vivadoaccelerator:fifo_depth_optimization" in get_available_flows()
+
+
+# -- checkpoints and the board package ----------------------------------------------------------
+def test_checkpoint_restores_the_quantized_model_exactly():
+    model = _quantized(bits=4)
+    state = enet.to_checkpoint(model)
+    assert state["convs"]["init_conv"]["weight"].dtype == torch.int8
+    restored = enet.from_checkpoint(state)
+    images = torch.rand(2, 3, *SMALL_HW)
+    assert torch.equal(training.predict_logits(model, images, dtype=torch.float64),
+                       training.predict_logits(restored, images, dtype=torch.float64))  # fmt: skip
+    again = enet.to_checkpoint(restored)
+    assert all(torch.equal(again["convs"][n]["weight"], c["weight"])
+               for n, c in state["convs"].items())  # fmt: skip
+    with pytest.raises(ValueError, match="checkpoint"):
+        enet.from_checkpoint({"format": 0})
+    with pytest.raises(ValueError, match="quantized"):
+        enet.to_checkpoint(enet.CompressedENet(4))
+
+
+def test_package_goes_from_checkpoint_to_a_board_tarball(tmp_path):
+    # One command's path: checkpoint -> hls4ml project -> bit-exact C simulation -> tarball.
+    # The unpacked tarball's own run_on_board.py then runs in a fresh Python with a stand-in
+    # pynq whose DMA answers with the C simulation's logits, at batch 1 and 10.
+    pytest.importorskip("hls4ml")
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed for hls4ml's C simulation")
+    import subprocess
+    import tarfile
+
+    from reprobook.fpga import deploy
+
+    meta = {"height": SMALL_HW[0], "width": SMALL_HW[1], "data": "procedural", "data_seed": 3,
+            "n_test": 12, "csim_images": 10, "reuse_factor": 4, "clock_period_ns": 10.0,
+            "hls_types": "narrow", "fifo_depths": "analytic", "chosen_model": "f4-q4"}  # fmt: skip
+    checkpoint = tmp_path / "checkpoints.pt"
+    checkpoint.write_bytes(deploy.checkpoint_bytes({"f4-q4": _quantized(bits=4)}, meta))
+    with pytest.raises(ValueError, match="no model"):
+        deploy.package(checkpoint, "f8-q8", tmp_path / "out")
+    with pytest.raises(ValueError, match="unknown settings"):
+        deploy.package(checkpoint, "f4-q4", tmp_path / "out", reuse=3)
+    made = deploy.package(checkpoint, "f4-q4", tmp_path / "out")
+    assert made["csim_argmax_agreement"] == 1.0 and made["images"] == 10
+    assert made["settings"]["fifo_depths"] == "analytic"
+    with tarfile.open(made["tarball"]) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "board", filter="data")
+    root = tmp_path / "board" / "enet_zcu102_f4-q4"
+    inside = {n.split("/", 1)[1] for n in names if "/" in n}
+    assert {"axi_stream_driver.py", "images.npy", "csim_logits.npy", "package.json",
+            "run_on_board.py", "README.txt", "reprobook/fpga/board.py",
+            "reprobook/fpga/driver.py"} <= inside  # fmt: skip
+    assert "No bitfile" in (root / "README.txt").read_text()
+    (root / f"{board.OVERLAY_STEM}.bit").write_bytes(b"bits")  # as Vivado would add them
+    (root / f"{board.OVERLAY_STEM}.hwh").write_text("<hwh/>")
+    runner = (
+        "import sys, runpy, numpy as np\n"
+        f"sys.path[:0] = [{str(root)!r}, {str(Path(__file__).parent)!r}]\n"
+        "from fake_pynq import make_fake_pynq\n"
+        "import reprobook.fpga.board as b\n"
+        f"assert b.__file__.startswith({str(root)!r}), b.__file__\n"
+        f"images = np.load({str(root / 'images.npy')!r})\n"
+        f"csim = np.load({str(root / 'csim_logits.npy')!r})\n"
+        "words = images.transpose(0, 2, 3, 1).reshape(len(images), -1)\n"
+        "outs = csim.transpose(0, 2, 3, 1).reshape(len(csim), -1)\n"
+        "def device(sent):\n"
+        "    return np.stack([outs[np.flatnonzero((words == w).all(1))[0]] for w in sent])\n"
+        "sys.modules['pynq'] = make_fake_pynq(device)\n"
+        f"runpy.run_path({str(root / 'run_on_board.py')!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True,
+                          env={"PATH": os.environ.get("PATH", "")}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "batch 1:" in done.stdout and "batch 10:" in done.stdout
+    assert "agreement with the C simulation 1.0000" in done.stdout
+    assert (root / "board_results.json").is_file()

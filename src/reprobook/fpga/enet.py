@@ -267,3 +267,69 @@ def export_for_hls(model: CompressedENet) -> CompressedENet:
         conv.bias.data = model.quant.biases[name].quantize(conv.bias.data)
     exported.quant = None
     return exported
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = 1
+
+
+def _type_dict(kind: FixedType) -> dict:
+    return {"width": kind.width, "integer": kind.integer, "signed": kind.signed,
+            "rounding": kind.rounding, "overflow": kind.overflow}  # fmt: skip
+
+
+def _code_dtype(kind: FixedType) -> torch.dtype:
+    for dtype in (torch.int8, torch.int16, torch.int32):
+        info = torch.iinfo(dtype)
+        if info.min <= kind.min_code and kind.max_code <= info.max:
+            return dtype
+    return torch.int64
+
+
+def to_checkpoint(model: CompressedENet) -> dict:
+    """A quantized ``model`` as plain data: its architecture, every fixed-point type, and each
+    conv's weights and biases as the integer codes of their types (exact, and a quarter of the
+    float32 size or less). :func:`from_checkpoint` restores it."""
+    if model.quant is None:
+        raise ValueError("only a quantized model has a checkpoint: call set_quantization first")
+    quant, modules = model.quant, dict(model.named_modules())
+    convs = {}
+    for name in model.conv_names():
+        weight, bias = quant.weights[name], quant.biases[name]
+        convs[name] = {
+            "weight_type": _type_dict(weight),
+            "bias_type": _type_dict(bias),
+            "weight": weight.to_codes(modules[name].weight.data).to(_code_dtype(weight)),
+            "bias": bias.to_codes(modules[name].bias.data).to(_code_dtype(bias)),
+        }
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "filters": model.filters,
+        "n_classes": model.n_classes,
+        "stage_blocks": list(model.stage_blocks),
+        "bits": quant.bits,
+        "input": _type_dict(quant.input),
+        "activations": {name: _type_dict(t) for name, t in quant.activations.items()},
+        "convs": convs,
+    }
+
+
+def from_checkpoint(state: dict) -> CompressedENet:
+    """The quantized model of :func:`to_checkpoint` (folded, weights on their grids)."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"not a CompressedENet checkpoint of format {CHECKPOINT_FORMAT}")
+    model = CompressedENet(state["filters"], state["n_classes"], tuple(state["stage_blocks"]),
+                           batchnorm=False)  # fmt: skip
+    modules = dict(model.named_modules())
+    if set(state["convs"]) != set(model.conv_names()):
+        raise ValueError("the checkpoint's convs do not match its architecture")
+    quant = Quantization(state["bits"], FixedType(**state["input"]))
+    quant.activations = {name: FixedType(**t) for name, t in state["activations"].items()}
+    for name, conv in state["convs"].items():
+        weight, bias = FixedType(**conv["weight_type"]), FixedType(**conv["bias_type"])
+        quant.weights[name], quant.biases[name] = weight, bias
+        modules[name].weight.data = conv["weight"].double().mul(weight.step).float()
+        modules[name].bias.data = conv["bias"].double().mul(bias.step).float()
+    model.set_quantization(quant)
+    return model.eval()

@@ -16,6 +16,10 @@ model computes:
 
 Always ``io_stream`` with channels-last data (``io_parallel`` does not compile at this size),
 ``Resource`` strategy. ``compile()`` builds the C simulation with g++; no Vivado is needed.
+
+The FIFOs between the layers get hls4ml's default depth (a whole feature map each), the
+analytic bound of :mod:`reprobook.fpga.fifo` (``fifo_depths="analytic"``), or the depths
+hls4ml's FIFO-depth optimisation flow measures by co-simulation in Vivado HLS (``"cosim"``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reprobook.fpga import driver
+from reprobook.fpga import driver, fifo
 from reprobook.fpga.enet import WIDE_TYPE, CompressedENet, export_for_hls
 from reprobook.fpga.fixed import FixedType
 
@@ -130,17 +134,28 @@ def convert(
     backend: str = "Vivado",
     clock_period_ns: float = 5.0,
     types: str = "wide",
+    fifo_depths: str = "default",
 ):
     """The hls4ml model of a quantized ``model`` (io_stream). ``backend="VivadoAccelerator"``
     targets the ZCU102 board with an AXI-stream wrapper, float in and out, and a PYNQ driver;
-    ``types`` picks the convs' accumulator and output types (``TYPE_MODES``)."""
+    ``types`` picks the convs' accumulator and output types (``TYPE_MODES``), ``fifo_depths``
+    the depths of the FIFOs between layers (``fifo.FIFO_MODES``; ``"cosim"`` runs Vivado HLS
+    co-simulation inside the conversion and needs ``vivado_hls`` on PATH)."""
     import hls4ml
 
     if not clock_period_ns > 0:
         raise ValueError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
-    _check_common(input_hw, reuse_factor, strategy, backend, types)
+    _check_common(input_hw, reuse_factor, strategy, backend, types, fifo_depths)
+    if fifo_depths == "cosim" and shutil.which("vivado_hls") is None:
+        raise RuntimeError(
+            "fifo_depths='cosim' runs hls4ml's FIFO-depth optimisation, a co-simulation in "
+            "Vivado HLS (2019.2-2020.1): vivado_hls is not on PATH. Source Vivado's "
+            "settings64.sh, or use fifo_depths='analytic'."
+        )
     exported = export_for_hls(model)  # raises if the model is not quantized
     config = _config(model, exported, input_hw, reuse_factor, strategy, backend, types)
+    if fifo_depths == "cosim":
+        config["Flows"] = [f"{backend.lower()}:fifo_depth_optimization"]
     if backend == "VivadoAccelerator":
         extra = dict(
             board="zcu102",
@@ -152,7 +167,7 @@ def convert(
     else:
         extra = dict(part=ZCU102_PART)
     with _quiet():
-        return hls4ml.converters.convert_from_pytorch_model(
+        hls_model = hls4ml.converters.convert_from_pytorch_model(
             exported,
             hls_config=config,
             output_dir=str(output_dir),
@@ -161,6 +176,9 @@ def convert(
             clock_period=clock_period_ns,
             **extra,
         )
+    if fifo_depths == "analytic":
+        fifo.set_depths(hls_model, fifo.analytic_depths(hls_model))
+    return hls_model
 
 
 def compile_csim(hls_model) -> float:
@@ -222,12 +240,17 @@ def check_settings(
     strategy: str = "Resource",
     backend: str = "VivadoAccelerator",
     types: str = "wide",
+    fifo_depths: str = "default",
 ) -> None:
     """Raise a ``ValueError`` naming the setting that is wrong and what is allowed."""
-    _check_common(input_hw, reuse_factor, strategy, backend, types)
+    _check_common(input_hw, reuse_factor, strategy, backend, types, fifo_depths)
 
 
-def _check_common(input_hw, reuse_factor, strategy, backend, types="wide") -> None:
+def _check_common(
+    input_hw, reuse_factor, strategy, backend, types="wide", fifo_depths="default"
+) -> None:
+    if fifo_depths not in fifo.FIFO_MODES:
+        raise ValueError(f"fifo_depths must be one of {fifo.FIFO_MODES}, got {fifo_depths!r}")
     if types not in TYPE_MODES:
         raise ValueError(f"types must be one of {TYPE_MODES}, got {types!r}")
     if len(input_hw) != 2 or any(not isinstance(v, int) or v <= 0 or v % 8 for v in input_hw):

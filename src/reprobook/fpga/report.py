@@ -35,6 +35,12 @@ CLAIMS = {
     "8-bit (reported, not asserted)",
     "q4_drops_most_at_4_filters": "the loss from 8 to 4 bits is largest at 4 filters (reported, "
     "not asserted)",
+    "sized_fifos_finish": "with the analytic FIFO depths, one image passes the token simulation "
+    "of the deployed model's design without a deadlock",
+    "chain_fifos_deadlock": "with every FIFO two words deep, the same simulation deadlocks "
+    "(the depths matter; sanity)",
+    "deployed_fits_zcu102": "the deployed model's project, narrow types and analytic FIFO "
+    "depths, fits the ZCU102 by the rules of thumb (an estimate; reported, not asserted)",
 }
 HEADLINE_CLAIMS = ("csim_agrees", "miou_rises_with_filters", "q4_close_to_q8_at_8_16_filters")
 KEY_ANCHOR = "miou_16"
@@ -64,6 +70,12 @@ def check_claims(
         r["test"]["miou"] > floor["miou"] and r["test"]["accuracy"] > floor["accuracy"]
         for r in rows.values()
     )
+    if "fifo_check" in metrics:
+        claims["sized_fifos_finish"] = bool(metrics["fifo_check"]["sized_finished"])
+        claims["chain_fifos_deadlock"] = not metrics["fifo_check"]["chain_finished"]
+    deployed = _resources(metrics, metrics.get("chosen_model")).get(("narrow", "analytic"))
+    if deployed is not None:
+        claims["deployed_fits_zcu102"] = bool(deployed["fits_zcu102"])
     filters = sorted({r["filters"] for r in rows.values()})
     bit_widths = sorted({r["bits"] for r in rows.values() if r["bits"] is not None})
     if len(filters) >= 2:  # every step up in filters, at every precision
@@ -152,15 +164,21 @@ RESOURCE_COLUMNS = {
 
 
 def resources_frame(metrics: dict):
-    """Per model, the generated project's estimated resources with wide and with narrow types."""
+    """Per model, the generated project's estimated resources with wide and with narrow types,
+    with hls4ml's default FIFO depths and with the analytic ones."""
     frame = pd.DataFrame(metrics["resources"])
-    frame = frame[["model", "types", *RESOURCE_COLUMNS]].rename(columns=RESOURCE_COLUMNS)
+    if "fifo_depths" not in frame:  # runs before the FIFOs were sized
+        frame["fifo_depths"] = "default"
+    frame = frame[["model", "types", "fifo_depths", *RESOURCE_COLUMNS]]
+    frame = frame.rename(columns={**RESOURCE_COLUMNS, "fifo_depths": "FIFO depths"})
     frame["fits the ZCU102"] = frame["fits the ZCU102"].map({True: "yes", False: "no"})
-    return frame.set_index(["model", "types"])
+    return frame.set_index(["model", "types", "FIFO depths"])
 
 
-def _resources(metrics: dict, model: str) -> dict[str, dict]:
-    return {r["types"]: r for r in metrics["resources"] if r["model"] == model}
+def _resources(metrics: dict, model: str | None) -> dict[tuple[str, str], dict]:
+    """The model's project rows keyed by (types, FIFO depths)."""
+    return {(r["types"], r.get("fifo_depths", "default")): r
+            for r in metrics.get("resources", []) if r["model"] == model}  # fmt: skip
 
 
 def _precision_label(bits: int | None, short: bool = True) -> str:
@@ -211,9 +229,9 @@ def miniature_findings(metrics: dict) -> dict[str, str]:
     if project:
         resources += "; the generated project at RF {rf}: ".format(rf=metrics["reuse_factor"]) + (
             "; ".join(
-                f"{types} types {r['dsp']} DSP, {r['lut']:,} LUT, {r['bram_36k']} BRAM36 "
-                f"({'fits' if r['fits_zcu102'] else 'does not fit'})"
-                for types, r in project.items()
+                f"{types} types, {depths} FIFOs: {r['dsp']} DSP, {r['lut']:,} LUT, "
+                f"{r['bram_36k']} BRAM36 ({'fits' if r['fits_zcu102'] else 'does not fit'})"
+                for (types, depths), r in project.items()
             )
         )
     return {
@@ -292,8 +310,22 @@ def reading_notes(metrics: dict) -> str:
             f"- **Generated project** ({metrics['chosen_model']}, reuse factor "
             f"{numbers['resources_rf']}, rules of thumb, not synthesis). Narrow types take its "
             f"FIFOs from {numbers['narrow_fifo_kbit']} and its BRAM from "
-            f"{numbers['narrow_bram']}; {numbers['narrow_fit']} quantized models fit the ZCU102 "
-            "with narrow types, while every FIFO still holds a whole feature map."
+            f"{numbers['narrow_bram']}; with every FIFO holding a whole feature map, "
+            f"{numbers['narrow_fit']} quantized models fit the ZCU102."
+        )
+    if numbers["sized_bram"] != "—":
+        lines.append(
+            f"  With the analytic FIFO depths its FIFOs hold {numbers['sized_fifo_kbit']} and it "
+            f"needs {numbers['sized_bram']}; {numbers['sized_fit']} quantized models fit with "
+            f"narrow types and sized FIFOs ({numbers['wide_sized_fit']} with wide types)."
+        )
+    if "fifo_check" in metrics:
+        check = metrics["fifo_check"]
+        sized = "passes" if check["sized_finished"] else "does **not** pass"
+        chain = "deadlocks" if not check["chain_finished"] else "does **not** deadlock"
+        lines.append(
+            f"- **FIFO depths.** One image {sized} the token simulation of the deployed design "
+            f"with the analytic depths; with every FIFO two words deep it {chain}."
         )
     return "\n".join(lines)
 
@@ -372,11 +404,27 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
     }
 
 
+def _backlog_depths(metrics: dict) -> str:
+    """The range of the analytic depths of the FIFOs that hold a backlog, and out_local's."""
+    check = metrics.get("fifo_check")
+    if not check or not check["backlog_depths"]:
+        return "—"
+    depths = sorted(check["backlog_depths"].values())
+    return (f"{depths[0]:,} to {depths[-1]:,} words on {len(depths)} FIFOs; the output FIFO "
+            f"{check['out_local_depth']:,} of {check['out_local_words']:,} words")  # fmt: skip
+
+
 def _resource_numbers(metrics: dict) -> dict[str, str]:
     """The chosen model's generated project, wide against narrow types, and the fit verdicts."""
     project = _resources(metrics, metrics["chosen_model"])
-    wide, narrow = project.get("wide"), project.get("narrow")
-    fits = [r for r in metrics["resources"] if r["types"] == "narrow"]
+    wide, narrow = project.get(("wide", "default")), project.get(("narrow", "default"))
+    sized = project.get(("narrow", "analytic"))
+
+    def fit(types: str, depths: str) -> str:
+        rows = [r for r in metrics["resources"]
+                if r["types"] == types and r.get("fifo_depths", "default") == depths]  # fmt: skip
+        return f"{sum(r['fits_zcu102'] for r in rows)} of {len(rows)}" if rows else "—"
+
     return {
         "resources_rf": str(metrics["reuse_factor"]),
         "narrow_fifo_kbit": "—"
@@ -386,7 +434,16 @@ def _resource_numbers(metrics: dict) -> dict[str, str]:
         if not (wide and narrow)
         else (f"{wide['bram_36k']:,} to {narrow['bram_36k']:,} BRAM36 of 912"),
         "narrow_lut": "—" if not (wide and narrow) else (f"{wide['lut']:,} to {narrow['lut']:,}"),
-        "narrow_fit": f"{sum(r['fits_zcu102'] for r in fits)} of {len(fits)}",
+        "narrow_fit": fit("narrow", "default"),
+        "sized_fifo_kbit": "—"
+        if not (narrow and sized)
+        else (f"{sized['fifo_kbit']:,.0f} kbit (from {narrow['fifo_kbit']:,.0f})"),
+        "sized_bram": "—"
+        if not (narrow and sized)
+        else (f"{sized['bram_36k']:,} BRAM36 of 912 (from {narrow['bram_36k']:,})"),
+        "sized_fit": fit("narrow", "analytic"),
+        "wide_sized_fit": fit("wide", "analytic"),
+        "fifo_depth_skip": _backlog_depths(metrics),
         "rule_lut_bits": str(estimate.LUT_MULT_MAX_BITS),
         "rule_srl_bits": f"{estimate.FIFO_SRL_MAX_BITS:,}",
     }

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reprobook.fpga import enet, estimate, hls, scenes, training
+from reprobook.fpga import enet, estimate, fifo, hls, scenes, training
 from reprobook.profiles import Config, resolve_profile
 
-METRICS_VERSION = 2  # 2: the convs' exact narrow types, resources of the generated projects
+METRICS_VERSION = 3  # 2: exact narrow types, resources of the projects; 3: FIFO depths
 TARGETS = ("csim", "bitstream", "pynq")
 PAPER_FILTERS = (4, 8, 16)
 PAPER_BITS = (4, 8)
@@ -143,9 +143,11 @@ def bit_accuracy(
     reuse_factor: int,
     clock_period_ns: float,
     types: str = "narrow",
+    fifo_depths: str = "analytic",
 ) -> tuple[dict[str, float], torch.Tensor, object]:
-    """Convert ``model`` (ZCU102 accelerator project, the convs' ``types``), compile the C
-    simulation, run it on ``images`` and compare with the quantized PyTorch model in float64."""
+    """Convert ``model`` (ZCU102 accelerator project, the convs' ``types``, its FIFO depths),
+    compile the C simulation, run it on ``images`` and compare with the quantized PyTorch
+    model in float64."""
     hw = tuple(images.shape[2:])
     hls_model = hls.convert(
         model,
@@ -155,6 +157,7 @@ def bit_accuracy(
         backend="VivadoAccelerator",
         clock_period_ns=clock_period_ns,
         types=types,
+        fifo_depths=fifo_depths,
     )
     compile_s = hls.compile_csim(hls_model)
     tic = time.perf_counter()
@@ -216,6 +219,10 @@ def estimates_table(
     return rows
 
 
+DESIGNS = [("wide", "default"), ("narrow", "default"), ("wide", "analytic"),
+           ("narrow", "analytic")]  # fmt: skip
+
+
 def project_resources(
     models: dict[str, enet.CompressedENet],
     hw: tuple[int, int],
@@ -224,18 +231,48 @@ def project_resources(
     folder: Path,
 ) -> list[dict]:
     """For every quantized model, the resources of the ZCU102 project hls4ml generates at
-    ``hw``, with the convs' wide types and with their exact narrow types
-    (``estimate.project_estimate`` on the converted model; nothing is compiled)."""
+    ``hw``: the convs' wide or exact narrow types, with hls4ml's default FIFO depths or the
+    analytic ones (``DESIGNS``; ``estimate.project_estimate`` on the converted model, nothing
+    is compiled)."""
     rows = []
     for key, model in models.items():
-        for types in hls.TYPE_MODES:
+        for types, depths in DESIGNS:
             hls_model = hls.convert(
-                model, hw, folder / f"{key}-{types}", reuse_factor=reuse_factor,
+                model, hw, folder / f"{key}-{types}-{depths}", reuse_factor=reuse_factor,
                 backend="VivadoAccelerator", clock_period_ns=clock_period_ns, types=types,
+                fifo_depths=depths,
             )  # fmt: skip
             rows.append({"model": key, "filters": model.filters, "bits": model.quant.bits,
-                         "types": types, **estimate.project_estimate(hls_model)})  # fmt: skip
+                         "types": types, "fifo_depths": depths,
+                         **estimate.project_estimate(hls_model)})  # fmt: skip
     return rows
+
+
+def fifo_check(
+    model: enet.CompressedENet, hw: tuple[int, int], reuse_factor: int, folder: Path
+) -> dict:
+    """The analytic FIFO depths of ``model``'s project at ``hw``, checked by the token
+    simulation (one image through blocking FIFOs of those depths), and the same simulation
+    with every FIFO at ``fifo.CHAIN_DEPTH``, which must deadlock for the bound to matter."""
+    hls_model = hls.convert(model, hw, folder, reuse_factor=reuse_factor,
+                            backend="VivadoAccelerator", types="narrow")  # fmt: skip
+    depths = fifo.analytic_depths(hls_model)
+    sized = fifo.simulate(hls_model, depths)
+    chain = fifo.simulate(hls_model, dict.fromkeys(depths, fifo.CHAIN_DEPTH))
+    output = hls_model.outputs[0]
+    deep = {k: v for k, v in depths.items() if v > fifo.CHAIN_DEPTH and k != output}
+    return {
+        "hw": list(hw),
+        "fifos": len(depths),
+        "chain_fifos": sum(v == fifo.CHAIN_DEPTH for v in depths.values()),
+        "backlog_depths": deep,
+        "out_local_depth": depths[output],
+        "out_local_words": math.prod(hw),
+        "sized_finished": sized["finished"],
+        "sized_delivered": sized["delivered"],
+        "chain_finished": chain["finished"],
+        "chain_delivered": chain["delivered"],
+    }
 
 
 def round_floats(obj, digits: int = 6):
