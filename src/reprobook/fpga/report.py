@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from reprobook import report
-from reprobook.fpga import estimate, scenes
+from reprobook.fpga import estimate, fifo, scenes
 from reprobook.fpga.study import METRICS_VERSION as METRICS_VERSION  # the protocol names it here
 from reprobook.fpga.study import model_key
 
@@ -404,7 +404,7 @@ def prose_numbers(metrics: dict) -> dict[str, str]:
     }
 
 
-def _backlog_depths(metrics: dict) -> str:
+def backlog_depths(metrics: dict) -> str:
     """The range of the analytic depths of the FIFOs that hold a backlog, and out_local's."""
     check = metrics.get("fifo_check")
     if not check or not check["backlog_depths"]:
@@ -443,7 +443,8 @@ def _resource_numbers(metrics: dict) -> dict[str, str]:
         else (f"{sized['bram_36k']:,} BRAM36 of 912 (from {narrow['bram_36k']:,})"),
         "sized_fit": fit("narrow", "analytic"),
         "wide_sized_fit": fit("wide", "analytic"),
-        "fifo_depth_skip": _backlog_depths(metrics),
+        "fifo_depth_skip": backlog_depths(metrics),
+        "fifo_slack": str(fifo.SLACK),
         "rule_lut_bits": str(estimate.LUT_MULT_MAX_BITS),
         "rule_srl_bits": f"{estimate.FIFO_SRL_MAX_BITS:,}",
     }
