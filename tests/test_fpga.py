@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -366,7 +367,7 @@ def test_bitstream_without_vivado_says_so(compiled):
 def test_board_package_and_off_board_error(tmp_path):
     images = torch.rand(2, 3, 8, 8)
     logits = torch.rand(2, 4, 8, 8)
-    with pytest.raises(FileNotFoundError, match="bitstream"):
+    with pytest.raises(FileNotFoundError, match="reprobook.fpga package"):
         board.run_on_board(tmp_path)
     board.write_package(tmp_path, images, logits)
     assert all((tmp_path / f).is_file() for f in board.PACKAGE_FILES)
@@ -374,7 +375,7 @@ def test_board_package_and_off_board_error(tmp_path):
         board.run_on_board(tmp_path, batch_sizes=(1, 2))
     with pytest.raises(ValueError, match="batch sizes"):
         board.run_on_board(tmp_path, batch_sizes=(1, 10))  # the package holds 2 images
-    with pytest.raises(FileNotFoundError, match="bitstream"):
+    with pytest.raises(FileNotFoundError, match="--bitstream"):
         board.find_bitfile(tmp_path)
     with pytest.raises(FileNotFoundError, match="bitstream"):
         board.collect_overlay(tmp_path)
@@ -722,7 +723,8 @@ def _metrics(mious: dict[str, float], agreement: float = 1.0) -> dict:
                        "backlog_depths": {"pool_cpy2": 153, "blocks_0_skip": 94},
                        "out_local_depth": 17_041, "out_local_words": 36_480,
                        "sized_finished": True, "sized_delivered": 36_480,
-                       "chain_finished": False, "chain_delivered": 0},
+                       "chain_finished": False, "chain_delivered": 0,
+                       "chain_full_merge_inputs": ["pool_cpy2"]},
     }  # fmt: skip
 
 
@@ -745,7 +747,7 @@ def test_resources_frame_and_numbers():
     assert numbers["sized_bram"] == "200 BRAM36 of 912 (from 1,500)"
     assert numbers["sized_fifo_kbit"] == "2,000 kbit (from 12,000)"
     assert numbers["sized_fit"] == "1 of 1" and numbers["wide_sized_fit"] == "—"
-    assert numbers["fifo_depth_skip"] == (
+    assert numbers["fifo_backlog_depths"] == (
         "94 to 153 words on 2 FIFOs; the output FIFO 17,041 of 36,480 words"
     )
     claims = chapter.check_claims(metrics)
@@ -762,7 +764,8 @@ def test_resources_frame_and_numbers():
         in notes
     )
     assert "1 of 1 quantized models fit with narrow types and sized FIFOs" in notes
-    assert "passes the token simulation" in notes and "it deadlocks" in notes
+    assert "passes the token simulation" in notes
+    assert "2 words deep it deadlocks where two paths meet" in notes
     # a run made before the FIFOs were sized still reads
     old = dict(metrics, resources=[{k: v for k, v in r.items() if k != "fifo_depths"}
                                    for r in metrics["resources"][:2]])  # fmt: skip
@@ -772,6 +775,10 @@ def test_resources_frame_and_numbers():
                                             chain_finished=True))  # fmt: skip
     claims = chapter.check_claims(failing)
     assert not claims["sized_fifos_finish"] and not claims["chain_fifos_deadlock"]
+    elsewhere = dict(metrics, fifo_check=dict(metrics["fifo_check"], chain_full_merge_inputs=[]))
+    assert not chapter.check_claims(elsewhere)["chain_fifos_deadlock"]  # stuck, not at a merge
+    wide = dict(metrics, hls_types="wide")  # the run deployed a design with no row: no verdict
+    assert "deployed_fits_zcu102" not in chapter.check_claims(wide)
 
 
 def test_project_resources_tiny(tmp_path):
@@ -784,10 +791,11 @@ def test_project_resources_tiny(tmp_path):
     assert narrow["multipliers"] == wide["multipliers"]  # narrowing moves no multiplier
     assert narrow_sized["fifo_kbit"] < narrow["fifo_kbit"]
     assert wide_sized["fifo_kbit"] < wide["fifo_kbit"]
-    assert narrow_sized["lut"] == narrow["lut"]  # depths move no LUT in the estimate
+    assert narrow_sized["lut"] > narrow["lut"]  # small FIFOs become shift registers (LUTs)
     check = study.fifo_check(model, SMALL_HW, 4, tmp_path / "check")
     assert check["sized_finished"] and check["sized_delivered"] == math.prod(SMALL_HW)
     assert not check["chain_finished"] and check["backlog_depths"]
+    assert "pool_cpy2" in check["chain_full_merge_inputs"]
     with pytest.raises(ValueError, match="types"):
         hls.check_settings(SMALL_HW, 4, types="exact")
 
@@ -948,6 +956,15 @@ def test_words_needed_by_hand():
     assert fifo.words_needed(_layer("Activation", (2, 2), (2, 2))).tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="one-input"):
         fifo.words_needed(_layer("Merge", (2, 2), (2, 2)))
+    # the processes the token simulation runs read and write in the same order
+    for layer in (
+        _layer("ZeroPadding2D", (2, 3), (4, 5), pad=(1, 1)),
+        _layer("Conv2D", (5, 6), (3, 4), window=(3, 3), stride=(1, 1)),
+        _layer("Pooling2D", (4, 6), (2, 3), window=(2, 2), stride=(2, 2)),
+        _layer("Resize", (2, 3), (4, 6)),
+        _layer("PointwiseConv2D", (2, 2), (2, 2)),
+    ):
+        assert fifo.reads_before_writes(layer) == fifo.words_needed(layer).tolist()
 
 
 def test_analytic_depths_let_one_image_through_and_smaller_ones_deadlock(compiled):
@@ -960,14 +977,18 @@ def test_analytic_depths_let_one_image_through_and_smaller_ones_deadlock(compile
     # the pooled image waits for the initial 3x3 conv in front of the concatenation
     assert occupancy["pool_cpy2"] > 1 and depths["pool_cpy2"] > fifo.CHAIN_DEPTH
     assert all(depths[f"blocks_{i}_skip"] > fifo.CHAIN_DEPTH for i in range(5))
-    # the FIFO straight into the concatenation cannot hold one word fewer than the bound
-    tight = dict(depths, pool_cpy2=occupancy["pool_cpy2"])
+    # the FIFO straight into the concatenation needs the most words it holds plus one (room
+    # for the clone's next word), not one word less
+    tight = dict(depths, pool_cpy2=occupancy["pool_cpy2"] + 1)
     assert fifo.simulate(hls_model, tight)["finished"]
-    short = dict(depths, pool_cpy2=occupancy["pool_cpy2"] - 1)
+    short = dict(depths, pool_cpy2=occupancy["pool_cpy2"])
     stuck = fifo.simulate(hls_model, short)
     assert not stuck["finished"] and "pool_cpy2" in stuck["full"]
-    chain = fifo.simulate(hls_model, dict.fromkeys(depths, fifo.CHAIN_DEPTH))
-    assert not chain["finished"] and chain["delivered"] < n_out
+    wrapper = (hls_model.inputs[0], hls_model.outputs[0])
+    chain = {k: v if k in wrapper else fifo.CHAIN_DEPTH for k, v in depths.items()}
+    stuck = fifo.simulate(hls_model, chain)
+    assert not stuck["finished"] and stuck["delivered"] < n_out
+    assert "pool_cpy2" in stuck["full"]
     with pytest.raises(ValueError, match="no depth"):
         fifo.simulate(hls_model, {"x": 2})
     with pytest.raises(ValueError, match="slack"):
@@ -1007,7 +1028,7 @@ def test_checkpoint_restores_the_quantized_model_exactly():
         enet.to_checkpoint(enet.CompressedENet(4))
 
 
-def test_package_goes_from_checkpoint_to_a_board_tarball(tmp_path):
+def test_package_goes_from_checkpoint_to_a_board_tarball(tmp_path, capsys):
     # One command's path: checkpoint -> hls4ml project -> bit-exact C simulation -> tarball.
     # The unpacked tarball's own run_on_board.py then runs in a fresh Python with a stand-in
     # pynq whose DMA answers with the C simulation's logits, at batch 1 and 10.
@@ -1028,8 +1049,12 @@ def test_package_goes_from_checkpoint_to_a_board_tarball(tmp_path):
         deploy.package(checkpoint, "f8-q8", tmp_path / "out")
     with pytest.raises(ValueError, match="unknown settings"):
         deploy.package(checkpoint, "f4-q4", tmp_path / "out", reuse=3)
-    made = deploy.package(checkpoint, "f4-q4", tmp_path / "out")
-    assert made["csim_argmax_agreement"] == 1.0 and made["images"] == 10
+    # the command a reader types; --model defaults to the run's chosen model
+    assert deploy.main(["package", "--checkpoint", str(checkpoint), "--out",
+                        str(tmp_path / "out")]) == 0  # fmt: skip
+    made = json.loads(capsys.readouterr().out)
+    assert made["model"] == "f4-q4" and made["images"] == 10
+    assert made["csim_argmax_agreement"] == 1.0 and made["csim_max_abs_error"] == 0.0
     assert made["settings"]["fifo_depths"] == "analytic"
     with tarfile.open(made["tarball"]) as tar:
         names = tar.getnames()
@@ -1040,6 +1065,8 @@ def test_package_goes_from_checkpoint_to_a_board_tarball(tmp_path):
             "run_on_board.py", "README.txt", "reprobook/fpga/board.py",
             "reprobook/fpga/driver.py"} <= inside  # fmt: skip
     assert "No bitfile" in (root / "README.txt").read_text()
+    with pytest.raises(FileNotFoundError, match="enet_zcu102.bit"):  # none was built
+        deploy.package_project(tmp_path / "out" / "f4-q4", tmp_path / "x.tar.gz", overlay=True)
     (root / f"{board.OVERLAY_STEM}.bit").write_bytes(b"bits")  # as Vivado would add them
     (root / f"{board.OVERLAY_STEM}.hwh").write_text("<hwh/>")
     runner = (

@@ -78,9 +78,9 @@ def find_bitfile(project_dir: str | Path) -> Path:
     bitfile = Path(project_dir) / f"{OVERLAY_STEM}.bit"
     if not bitfile.is_file() or not bitfile.with_suffix(".hwh").is_file():
         raise FileNotFoundError(
-            f"no {bitfile.name} with its .hwh in {project_dir}: build it with "
-            f"target='bitstream' on a machine with Vivado, then copy the whole project folder "
-            f"to the board"
+            f"no {bitfile.name} with its .hwh in {project_dir}: build them on a machine with "
+            f"Vivado (python -m reprobook.fpga package --bitstream), then unpack the package "
+            f"on the board"
         )
     return bitfile
 
@@ -105,8 +105,8 @@ def run_on_board(
     missing = [f for f in PACKAGE_FILES if not (project_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{project_dir} lacks {', '.join(missing)}: run the chapter "
-            f"with target='bitstream' first"
+            f"{project_dir} lacks {', '.join(missing)}: make the board package first "
+            f"(python -m reprobook.fpga package)"
         )
     meta = json.loads((project_dir / "package.json").read_text())
     if any(not isinstance(b, int) or not 1 <= b <= meta["n_images"] for b in batch_sizes):

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from reprobook.fpga import board, enet, hls, scenes, training
+from reprobook import chapters
+from reprobook.fpga import board, enet, fifo, hls, scenes, training
 
 SETTINGS = ("reuse_factor", "clock_period_ns", "hls_types", "fifo_depths")
 RUN_SCRIPT = '''"""Run the packaged ENet on the ZCU102 (PYNQ): latency at batch 1 and 10, and
@@ -39,8 +40,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from reprobook.fpga.board import run_on_board  # noqa: E402
 
-results = run_on_board(HERE, batch_sizes=(1, 10))
-for batch in (1, 10):
+n_images = json.loads((HERE / "package.json").read_text())["n_images"]
+batches = tuple(sorted({1, min(10, n_images)}))
+results = run_on_board(HERE, batch_sizes=batches)
+for batch in batches:
     print(f"batch {batch}: {results[f'ms_per_image_batch{batch}']:.3f} ms per image, "
           f"argmax agreement with the C simulation "
           f"{results[f'argmax_agreement_with_csim_batch{batch}']:.4f}, "
@@ -84,21 +87,24 @@ def test_images(meta: dict, cityscapes_dir: str | Path | None = None) -> torch.T
     return images[: meta["csim_images"]]
 
 
-def package_project(project_dir: str | Path, tarball: str | Path) -> Path:
+def package_project(project_dir: str | Path, tarball: str | Path, overlay: bool = False) -> Path:
     """Pack an hls4ml ZCU102 project that holds the board's test data (``board.write_package``)
-    into ``tarball``: driver, data, board code, run script, README, and the overlay if built."""
+    into ``tarball``: driver, data, board code, run script, README, and with ``overlay`` the
+    bitfile and ``.hwh`` that ``board.collect_overlay`` put there (only then: an older
+    bitfile in the folder may come from other settings)."""
     project_dir, tarball = Path(project_dir), Path(tarball)
     needed = ["axi_stream_driver.py", *board.PACKAGE_FILES]
-    missing = [f for f in needed if not (project_dir / f).is_file()]
+    overlay_files = [f"{board.OVERLAY_STEM}.{ext}" for ext in ("bit", "hwh")]
+    missing = [f for f in needed + overlay_files * overlay if not (project_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{project_dir} lacks {', '.join(missing)}")
-    overlay = [project_dir / f"{board.OVERLAY_STEM}.{ext}" for ext in ("bit", "hwh")]
-    built = all(p.is_file() for p in overlay)
+    built = overlay
     code = Path(board.__file__).parent
     root = tarball.name.removesuffix(".tar.gz")
     readme = (
         f"ENet for the ZCU102, made by reprobook from {project_dir.name}.\n"
-        "On the board, under PYNQ: python3 run_on_board.py\n"
+        "On the board, as root in PYNQ's Python environment (PYNQ's overlays need root):\n"
+        "    python3 run_on_board.py\n"
         + ("" if built else (
             f"No bitfile: build it on a machine with Vivado (the chapter's target 'bitstream', "
             f"or python -m reprobook.fpga package --bitstream) and add {board.OVERLAY_STEM}.bit "
@@ -114,7 +120,7 @@ def package_project(project_dir: str | Path, tarball: str | Path) -> Path:
         "README.txt": readme.encode(),
     })  # fmt: skip
     if built:
-        files.update({p.name: p.read_bytes() for p in overlay})
+        files.update({name: (project_dir / name).read_bytes() for name in overlay_files})
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "w:gz") as tar:
         for name, content in sorted(files.items()):
@@ -154,16 +160,18 @@ def package(
     reference = training.predict_logits(model, images, dtype=torch.float64).double()
     agreement = float((csim.argmax(1) == reference.argmax(1)).double().mean())
     error = float((csim - reference).abs().max())
-    if agreement < 1.0:
+    if error > 0:
         raise RuntimeError(
-            f"the C simulation of {model_key} disagrees with the quantized model on "
-            f"{100 * (1 - agreement):.3f} % of pixels: nothing was packaged"
+            f"the C simulation of {model_key} is not bit-exact with the quantized model "
+            f"(largest logit difference {error:.3g}, argmax agreement {100 * agreement:.3f} %): "
+            f"nothing was packaged"
         )
     if bitstream:
         hls.build_bitstream(hls_model)
         board.collect_overlay(project)
     board.write_package(project, images, csim)
-    tarball = package_project(project, Path(out_dir) / f"enet_zcu102_{model_key}.tar.gz")
+    tarball = Path(out_dir) / f"enet_zcu102_{model_key}.tar.gz"
+    tarball = package_project(project, tarball, overlay=bitstream)
     return {"tarball": str(tarball), "model": model_key, "settings": settings,
             "images": len(images), "csim_argmax_agreement": agreement,
             "csim_max_abs_error": error, "bitfile": bitstream, "hls_model": hls_model}  # fmt: skip
@@ -176,19 +184,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser("package", help="checkpoint -> hls4ml project -> board tarball")
-    cmd.add_argument("--checkpoint", default="results/ch13-enet-fpga-hls4ml/full/checkpoints.pt")
+    root = chapters.repo_root()
+    full = root / "results" / "ch13-enet-fpga-hls4ml" / "full"
+    cmd.add_argument("--checkpoint", default=full / "checkpoints.pt")
     cmd.add_argument("--model", default=None, help="e.g. f16-q4 (default: the run's chosen one)")
-    cmd.add_argument("--out", default="build/hls/ch13-enet-fpga-hls4ml/package")
+    cmd.add_argument("--out", default=root / "build/hls/ch13-enet-fpga-hls4ml/package")
     cmd.add_argument("--bitstream", action="store_true", help="synthesize (needs Vivado)")
     cmd.add_argument("--reuse-factor", type=int, default=None)
     cmd.add_argument("--clock-period-ns", type=float, default=None)
     cmd.add_argument("--hls-types", default=None, choices=hls.TYPE_MODES)
-    cmd.add_argument("--fifo-depths", default=None, choices=("default", "analytic", "cosim"))
+    cmd.add_argument("--fifo-depths", default=None, choices=fifo.FIFO_MODES)
     cmd.add_argument("--cityscapes-dir", default=None)
     args = parser.parse_args(argv)
     model_key = args.model
     if model_key is None:
-        model_key = load_checkpoints(args.checkpoint)[1].get("chosen_model")
+        meta = torch.load(args.checkpoint, weights_only=True)["meta"] if Path(
+            args.checkpoint).is_file() else {}  # fmt: skip
+        model_key = meta.get("chosen_model", "")
     made = package(
         args.checkpoint, model_key, args.out, bitstream=args.bitstream,
         cityscapes_dir=args.cityscapes_dir, reuse_factor=args.reuse_factor,

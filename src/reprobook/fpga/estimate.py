@@ -139,6 +139,7 @@ def estimate(
 FIFO_SRL_MAX_BITS = 1024  # rule of thumb: a FIFO this small goes to shift registers, not BRAM
 BRAM36_BITS = 36 * 1024  # one BRAM36: 1,024 words of 36 bits (or 512 of 72)
 LUT_MULT_MAX_BITS = 10  # rule of thumb: a product of operands this narrow goes to LUTs, not DSPs
+SRL_WORDS_PER_LUT = 32  # a shift-register FIFO: one LUT (SRLC32E) per bit of its word per 32 words
 
 
 def project_streams(hls_model) -> list[dict]:
@@ -177,7 +178,8 @@ def project_estimate(hls_model) -> dict[str, float]:
     - an adder of the accumulator's width per multiplier (one LUT per bit);
     - BRAM36 for the weights (``parameters * bits``), the line buffers (``(k - 1)`` input rows
       per conv) and every FIFO above ``FIFO_SRL_MAX_BITS`` bits (``ceil(word / 36)`` blocks per
-      1,024 words); smaller FIFOs go to shift registers.
+      1,024 words); smaller FIFOs go to shift registers, one LUT per bit of their word per
+      ``SRL_WORDS_PER_LUT`` words.
 
     The thresholds are rules of thumb; only synthesis gives the real numbers."""
     multipliers = dsp = lut = 0
@@ -206,6 +208,8 @@ def project_estimate(hls_model) -> dict[str, float]:
         line_bits += (height - 1) * layer.get_attr("in_width") * n_chan * a_bits
     streams = project_streams(hls_model)
     fifo_bits = sum(s["depth"] * s["channels"] * s["bits"] for s in streams)
+    lut += sum(s["channels"] * s["bits"] * math.ceil(s["depth"] / SRL_WORDS_PER_LUT)
+               for s in streams if _fifo_bram36(s) == 0)  # fmt: skip
     bram = (math.ceil(weight_bits / BRAM36_BITS) + math.ceil(line_bits / BRAM36_BITS)
             + sum(_fifo_bram36(s) for s in streams))  # fmt: skip
     return {

@@ -76,6 +76,14 @@ def _graph(hls_model) -> list[dict]:
             entry["stride"] = (layer.get_attr("stride_height"), layer.get_attr("stride_width"))
         if kind == "ZeroPadding2D":
             entry["pad"] = (layer.get_attr("pad_top"), layer.get_attr("pad_left"))
+        if kind == "PointwiseConv2D" and (
+            layer.get_attr("stride_height", 1),
+            layer.get_attr("stride_width", 1),
+        ) != (1, 1):
+            raise ValueError(f"layer {layer.name!r}: the FIFO model takes 1x1 convs of stride 1")
+        if kind == "Concatenate" and layer.get_attr("axis", -1) not in (-1, 3):
+            raise ValueError(f"layer {layer.name!r}: the FIFO model takes concatenations along "
+                             "the channels (axis -1) only")  # fmt: skip
         layers.append(entry)
     return layers
 
@@ -128,8 +136,9 @@ def occupancy(hls_model) -> dict[str, int]:
     process runs as far as it can (keyed by the names hls4ml's layers use for their streams).
 
     - Where a clone feeds two paths that a merge joins, each clone word is followed through
-      both paths; the merge reads its first input, then its second, then writes, so the
-      path that runs ahead holds the difference of the words the two paths have written.
+      both paths; the merge reads its two inputs together (one iteration of a pipelined loop
+      reads both or stalls), so the path that runs ahead holds the difference of the words
+      the two paths have written.
     - Every other FIFO is read as soon as it is written: it holds one word at a time.
     - The model's output stream is the wrapper's ``out_local``, which the wrapper reads only
       once it has written the whole image in (its ``is_last`` flag passes from the first loop
@@ -152,10 +161,9 @@ def occupancy(hls_model) -> dict[str, int]:
             for layer in path:
                 count = np.searchsorted(words_needed(layer), count, "right")
             written.append(count)
-        first, second = written
-        read = (np.minimum(first, second + 1), np.minimum(first, second))
-        for name, count, done in zip(merge["inputs"], written, read, strict=True):
-            held[name] = int((count - done).max())
+        both = np.minimum(*written)  # words the merge has read from each input
+        for name, count in zip(merge["inputs"], written, strict=True):
+            held[name] = int((count - both).max())
     # the wrapper's output FIFO: words written after all but the last input word
     source = layers[0]
     n_in = math.prod(source["out_hw"])
@@ -172,9 +180,10 @@ def occupancy(hls_model) -> dict[str, int]:
 
 def analytic_depths(hls_model, slack: int = SLACK) -> dict[str, int]:
     """A depth for every FIFO of a converted model (see the module docstring): ``CHAIN_DEPTH``
-    where words are read as they come, the most words held plus one plus ``slack`` where a
-    FIFO holds a backlog, and for the wrapper's output FIFO the words written before the
-    image is in, plus one."""
+    where words are read as they come; where a FIFO holds a backlog, the most words it holds
+    plus one (room for the clone's next word, which it writes to both paths at once) plus
+    ``slack``; for the wrapper's output FIFO, the words written before the image is in,
+    plus one."""
     if not isinstance(slack, int) or slack < 0:
         raise ValueError(f"slack must be a non-negative int, got {slack!r}")
     output = hls_model.outputs[0]
@@ -183,7 +192,7 @@ def analytic_depths(hls_model, slack: int = SLACK) -> dict[str, int]:
         if name == output:
             depths[name] = max(CHAIN_DEPTH, most + 1)
         else:
-            depths[name] = CHAIN_DEPTH if most <= 1 else most + 1 + slack
+            depths[name] = CHAIN_DEPTH if most <= 0 else max(CHAIN_DEPTH, most + 1 + slack)
     return depths
 
 
@@ -204,51 +213,60 @@ def set_depths(hls_model, depths: dict[str, int]) -> None:
 # -- token simulation -----------------------------------------------------------------------------
 
 
-def _process(layer: dict) -> Iterator[tuple[str, str]]:
-    """The reads ("r", stream) and writes ("w", stream) of one layer, in the order of its
+def _process(layer: dict) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """The reads ("r", streams) and writes ("w", streams) of one layer, in the order of its
     hls4ml stream loop (``nnet_utils``): ``conv_2d_cl``/``pooling2d_cl`` with line buffers,
-    ``zeropad2d_cl``, ``resize_nearest``, ``clone_stream``, ``add``/``concatenate3d``."""
-    kind, inputs, outputs = layer["kind"], layer["inputs"], layer["outputs"]
+    ``zeropad2d_cl``, ``resize_nearest``, ``clone_stream``, ``add``/``concatenate3d``. A step
+    on two streams happens on both or waits: the clone writes its two copies, and a merge
+    reads its two inputs, in one iteration of a pipelined loop."""
+    kind, inputs, outputs = layer["kind"], tuple(layer["inputs"]), tuple(layer["outputs"])
     out_h, out_w = layer["out_hw"]
-    if kind == "Clone":
+    if kind in ("Clone", "Merge", "Concatenate", *_ONE_TO_ONE):  # a word in, a word out
         for _ in range(out_h * out_w):
-            yield "r", inputs[0]
-            for name in outputs:
-                yield "w", name
-    elif kind in ("Merge", "Concatenate"):
-        for _ in range(out_h * out_w):
-            yield "r", inputs[0]
-            yield "r", inputs[1]
-            yield "w", outputs[0]
-    elif kind in _ONE_TO_ONE:
-        for _ in range(out_h * out_w):
-            yield "r", inputs[0]
-            yield "w", outputs[0]
+            yield "r", inputs
+            yield "w", outputs
     elif kind == "ZeroPadding2D":
         (in_h, in_w), (top, left) = layer["in_hw"], layer["pad"]
         for row in range(out_h):
             for col in range(out_w):
                 if top <= row < top + in_h and left <= col < left + in_w:
-                    yield "r", inputs[0]
-                yield "w", outputs[0]
+                    yield "r", inputs
+                yield "w", outputs
     elif kind in _WINDOWED:
         (in_h, in_w), (k_h, k_w), (s_h, s_w) = layer["in_hw"], layer["window"], layer["stride"]
         for row in range(in_h):
             for col in range(in_w):
-                yield "r", inputs[0]
+                yield "r", inputs
                 if (row >= k_h - 1 and (row - k_h + 1) % s_h == 0 and (row - k_h + 1) // s_h < out_h
                         and col >= k_w - 1 and (col - k_w + 1) % s_w == 0
                         and (col - k_w + 1) // s_w < out_w):  # fmt: skip
-                    yield "w", outputs[0]
+                    yield "w", outputs
     elif kind == "Resize":
         in_h, in_w = layer["in_hw"]
         for _ in range(in_h):
             for _ in range(in_w):
-                yield "r", inputs[0]
+                yield "r", inputs
             for _ in range(out_h // in_h * out_w):
-                yield "w", outputs[0]
+                yield "w", outputs
     else:
         raise ValueError(f"no process for {kind}")
+
+
+def output_words(hls_model) -> int:
+    """Words (pixels) of the model's output stream: one image's ``out_local`` words."""
+    return math.prod(_shape(hls_model.get_output_variables()[0]))
+
+
+def reads_before_writes(layer: dict) -> list[int]:
+    """Words read from the (first) input when each output word is written, from the layer's
+    process: equal to :func:`words_needed` for one-input layers (a test ties the two)."""
+    read, out = 0, []
+    for action, _ in _process(layer):
+        if action == "r":
+            read += 1
+        else:
+            out.append(read)
+    return out
 
 
 def simulate(hls_model, depths: dict[str, int]) -> dict[str, object]:
@@ -258,23 +276,25 @@ def simulate(hls_model, depths: dict[str, int]) -> dict[str, object]:
     layers = _graph(hls_model)
     source, sink = layers[0]["outputs"][0], hls_model.outputs[0]
     n_in = math.prod(layers[0]["out_hw"])
-    n_out = math.prod(_shape(hls_model.get_output_variables()[0]))
+    n_out = output_words(hls_model)
     missing = sorted({n for layer in layers for n in layer["outputs"]} - set(depths))
     if missing:
         raise ValueError(f"no depth given for streams: {missing}")
+    if any(not isinstance(d, int) or d < 1 for d in depths.values()):
+        raise ValueError("every depth must be a positive int")
     count = dict.fromkeys(depths, 0)
     state = {"in_done": False, "delivered": 0}
 
     def enqueue():
         for _ in range(n_in):
-            yield "w", source
+            yield "w", (source,)
         state["in_done"] = True
 
     def dequeue():
         while not state["in_done"]:
-            yield "wait", ""
+            yield "wait", ()
         for _ in range(n_out):
-            yield "r", sink
+            yield "r", (sink,)
             state["delivered"] += 1
 
     processes = {"enqueue": enqueue(), "dequeue": dequeue()}
@@ -285,11 +305,13 @@ def simulate(hls_model, depths: dict[str, int]) -> dict[str, object]:
         for name, proc in processes.items():
             op = pending[name]
             while op is not None:
-                action, stream = op
-                if action == "r" and count[stream] > 0:
-                    count[stream] -= 1
-                elif action == "w" and count[stream] < depths[stream]:
-                    count[stream] += 1
+                action, streams = op
+                if action == "r" and all(count[s] > 0 for s in streams):
+                    for s in streams:
+                        count[s] -= 1
+                elif action == "w" and all(count[s] < depths[s] for s in streams):
+                    for s in streams:
+                        count[s] += 1
                 elif action == "wait" and state["in_done"]:
                     pass
                 else:

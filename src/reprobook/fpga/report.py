@@ -37,9 +37,9 @@ CLAIMS = {
     "not asserted)",
     "sized_fifos_finish": "with the analytic FIFO depths, one image passes the token simulation "
     "of the deployed model's design without a deadlock",
-    "chain_fifos_deadlock": "with every FIFO two words deep, the same simulation deadlocks "
-    "(the depths matter; sanity)",
-    "deployed_fits_zcu102": "the deployed model's project, narrow types and analytic FIFO "
+    "chain_fifos_deadlock": f"with every FIFO between layers {fifo.CHAIN_DEPTH} words deep, the "
+    "same simulation deadlocks where two paths meet (the depths matter; sanity)",
+    "deployed_fits_zcu102": "the deployed model's project, with the run's types and FIFO "
     "depths, fits the ZCU102 by the rules of thumb (an estimate; reported, not asserted)",
 }
 HEADLINE_CLAIMS = ("csim_agrees", "miou_rises_with_filters", "q4_close_to_q8_at_8_16_filters")
@@ -72,8 +72,12 @@ def check_claims(
     )
     if "fifo_check" in metrics:
         claims["sized_fifos_finish"] = bool(metrics["fifo_check"]["sized_finished"])
-        claims["chain_fifos_deadlock"] = not metrics["fifo_check"]["chain_finished"]
-    deployed = _resources(metrics, metrics.get("chosen_model")).get(("narrow", "analytic"))
+        check = metrics["fifo_check"]
+        claims["chain_fifos_deadlock"] = not check["chain_finished"] and bool(
+            check.get("chain_full_merge_inputs")
+        )
+    design = (metrics.get("hls_types", "narrow"), metrics.get("fifo_depths", "analytic"))
+    deployed = _resources(metrics, metrics.get("chosen_model")).get(design)
     if deployed is not None:
         claims["deployed_fits_zcu102"] = bool(deployed["fits_zcu102"])
     filters = sorted({r["filters"] for r in rows.values()})
@@ -172,6 +176,7 @@ def resources_frame(metrics: dict):
     frame = frame[["model", "types", "fifo_depths", *RESOURCE_COLUMNS]]
     frame = frame.rename(columns={**RESOURCE_COLUMNS, "fifo_depths": "FIFO depths"})
     frame["fits the ZCU102"] = frame["fits the ZCU102"].map({True: "yes", False: "no"})
+    frame[RESOURCE_COLUMNS["fifo_kbit"]] = frame[RESOURCE_COLUMNS["fifo_kbit"]].round().astype(int)
     return frame.set_index(["model", "types", "FIFO depths"])
 
 
@@ -315,17 +320,23 @@ def reading_notes(metrics: dict) -> str:
         )
     if numbers["sized_bram"] != "—":
         lines.append(
-            f"  With the analytic FIFO depths its FIFOs hold {numbers['sized_fifo_kbit']} and it "
-            f"needs {numbers['sized_bram']}; {numbers['sized_fit']} quantized models fit with "
-            f"narrow types and sized FIFOs ({numbers['wide_sized_fit']} with wide types)."
+            f"- **Sized FIFOs** (same project, analytic depths): its FIFOs hold "
+            f"{numbers['sized_fifo_kbit']} and it needs {numbers['sized_bram']}; "
+            f"{numbers['sized_fit']} quantized models fit with narrow types and sized FIFOs "
+            f"({numbers['wide_sized_fit']} with wide types)."
         )
     if "fifo_check" in metrics:
         check = metrics["fifo_check"]
         sized = "passes" if check["sized_finished"] else "does **not** pass"
-        chain = "deadlocks" if not check["chain_finished"] else "does **not** deadlock"
+        chain = (
+            "deadlocks where two paths meet"
+            if claims.get("chain_fifos_deadlock")
+            else "does **not** deadlock where two paths meet"
+        )
         lines.append(
             f"- **FIFO depths.** One image {sized} the token simulation of the deployed design "
-            f"with the analytic depths; with every FIFO two words deep it {chain}."
+            f"with the analytic depths; with every FIFO between layers {fifo.CHAIN_DEPTH} words "
+            f"deep it {chain}."
         )
     return "\n".join(lines)
 
@@ -443,7 +454,8 @@ def _resource_numbers(metrics: dict) -> dict[str, str]:
         else (f"{sized['bram_36k']:,} BRAM36 of 912 (from {narrow['bram_36k']:,})"),
         "sized_fit": fit("narrow", "analytic"),
         "wide_sized_fit": fit("wide", "analytic"),
-        "fifo_depth_skip": backlog_depths(metrics),
+        "fifo_backlog_depths": backlog_depths(metrics),
+        "fifo_chain_depth": str(fifo.CHAIN_DEPTH),
         "fifo_slack": str(fifo.SLACK),
         "rule_lut_bits": str(estimate.LUT_MULT_MAX_BITS),
         "rule_srl_bits": f"{estimate.FIFO_SRL_MAX_BITS:,}",

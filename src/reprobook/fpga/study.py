@@ -251,27 +251,32 @@ def project_resources(
 def fifo_check(
     model: enet.CompressedENet, hw: tuple[int, int], reuse_factor: int, folder: Path
 ) -> dict:
-    """The analytic FIFO depths of ``model``'s project at ``hw``, checked by the token
-    simulation (one image through blocking FIFOs of those depths), and the same simulation
-    with every FIFO at ``fifo.CHAIN_DEPTH``, which must deadlock for the bound to matter."""
+    """The analytic FIFO depths of ``model``'s project at ``hw`` (they depend on the shapes
+    only), checked by the token simulation (one image through blocking FIFOs of those
+    depths); and the same simulation with every FIFO between layers at ``fifo.CHAIN_DEPTH``
+    (the wrapper's two FIFOs kept), which must deadlock where two paths meet."""
     hls_model = hls.convert(model, hw, folder, reuse_factor=reuse_factor,
                             backend="VivadoAccelerator", types="narrow")  # fmt: skip
     depths = fifo.analytic_depths(hls_model)
     sized = fifo.simulate(hls_model, depths)
-    chain = fifo.simulate(hls_model, dict.fromkeys(depths, fifo.CHAIN_DEPTH))
-    output = hls_model.outputs[0]
-    deep = {k: v for k, v in depths.items() if v > fifo.CHAIN_DEPTH and k != output}
+    wrapper = (hls_model.inputs[0], hls_model.outputs[0])
+    chain = fifo.simulate(hls_model, {k: v if k in wrapper else fifo.CHAIN_DEPTH
+                                      for k, v in depths.items()})  # fmt: skip
+    merges = [la for la in hls_model.get_layers() if la.class_name in ("Merge", "Concatenate")]
+    merge_inputs = {name for layer in merges for name in layer.inputs}
+    deep = {k: v for k, v in depths.items() if v > fifo.CHAIN_DEPTH and k not in wrapper}
     return {
         "hw": list(hw),
         "fifos": len(depths),
         "chain_fifos": sum(v == fifo.CHAIN_DEPTH for v in depths.values()),
         "backlog_depths": deep,
-        "out_local_depth": depths[output],
-        "out_local_words": math.prod(hw),
+        "out_local_depth": depths[wrapper[1]],
+        "out_local_words": fifo.output_words(hls_model),
         "sized_finished": sized["finished"],
         "sized_delivered": sized["delivered"],
         "chain_finished": chain["finished"],
         "chain_delivered": chain["delivered"],
+        "chain_full_merge_inputs": sorted(set(chain["full"]) & merge_inputs),
     }
 
 
