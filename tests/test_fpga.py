@@ -591,6 +591,15 @@ def test_project_estimate_describes_the_generated_project(compiled, tmp_path, ty
     assert result["bram_36k"] > 0 and result["fits_zcu102"]
 
 
+def test_fifo_memory_rule_by_hand():
+    # shallow or small FIFOs go to shift registers; the others take ceil(word / 36) BRAM36
+    # per 1,024 words
+    assert estimate._fifo_bram36({"depth": 2, "channels": 16, "bits": 40}) == 0
+    assert estimate._fifo_bram36({"depth": 30, "channels": 1, "bits": 30}) == 0
+    assert estimate._fifo_bram36({"depth": 100, "channels": 16, "bits": 20}) == 9
+    assert estimate._fifo_bram36({"depth": 2000, "channels": 1, "bits": 36}) == 2
+
+
 def test_exact_accum_type_by_hand():
     u8 = fixed.FixedType(8, 0, signed=False)  # the input: [0, 1) in steps of 1/256
     w4 = fixed.FixedType(4, 1)  # weights in [-1, 0.875]
@@ -1014,14 +1023,16 @@ def test_fifo_modes_are_checked_and_cosim_needs_vivado(compiled, tmp_path, monke
 def test_checkpoint_restores_the_quantized_model_exactly():
     model = _quantized(bits=4)
     state = enet.to_checkpoint(model)
-    assert state["convs"]["init_conv"]["weight"].dtype == torch.int8
+    assert state["weight_codes"].dtype == torch.int8  # 4-bit codes
     restored = enet.from_checkpoint(state)
     images = torch.rand(2, 3, *SMALL_HW)
     assert torch.equal(training.predict_logits(model, images, dtype=torch.float64),
                        training.predict_logits(restored, images, dtype=torch.float64))  # fmt: skip
     again = enet.to_checkpoint(restored)
-    assert all(torch.equal(again["convs"][n]["weight"], c["weight"])
-               for n, c in state["convs"].items())  # fmt: skip
+    assert torch.equal(again["weight_codes"], state["weight_codes"])
+    assert torch.equal(again["bias_codes"], state["bias_codes"])
+    with pytest.raises(ValueError, match="architecture"):
+        enet.from_checkpoint(dict(state, weight_codes=state["weight_codes"][:-1]))
     with pytest.raises(ValueError, match="checkpoint"):
         enet.from_checkpoint({"format": 0})
     with pytest.raises(ValueError, match="quantized"):

@@ -279,30 +279,25 @@ def _type_dict(kind: FixedType) -> dict:
             "rounding": kind.rounding, "overflow": kind.overflow}  # fmt: skip
 
 
-def _code_dtype(kind: FixedType) -> torch.dtype:
+def _code_dtype(kinds: list[FixedType]) -> torch.dtype:
+    """The smallest integer dtype that holds every code of these types."""
     for dtype in (torch.int8, torch.int16, torch.int32):
         info = torch.iinfo(dtype)
-        if info.min <= kind.min_code and kind.max_code <= info.max:
+        if all(info.min <= k.min_code and k.max_code <= info.max for k in kinds):
             return dtype
     return torch.int64
 
 
 def to_checkpoint(model: CompressedENet) -> dict:
-    """A quantized ``model`` as plain data: its architecture, every fixed-point type, and each
-    conv's weights and biases as the integer codes of their types (exact, and a quarter of the
-    float32 size or less). :func:`from_checkpoint` restores it."""
+    """A quantized ``model`` as plain data: its architecture, every fixed-point type, and the
+    weights and biases as the integer codes of their types, one flat tensor each in the order
+    of ``conv_names()`` (exact, and a quarter of the float32 size or less).
+    :func:`from_checkpoint` restores it."""
     if model.quant is None:
         raise ValueError("only a quantized model has a checkpoint: call set_quantization first")
-    quant, modules = model.quant, dict(model.named_modules())
-    convs = {}
-    for name in model.conv_names():
-        weight, bias = quant.weights[name], quant.biases[name]
-        convs[name] = {
-            "weight_type": _type_dict(weight),
-            "bias_type": _type_dict(bias),
-            "weight": weight.to_codes(modules[name].weight.data).to(_code_dtype(weight)),
-            "bias": bias.to_codes(modules[name].bias.data).to(_code_dtype(bias)),
-        }
+    quant, modules, names = model.quant, dict(model.named_modules()), model.conv_names()
+    weights = [quant.weights[n] for n in names]
+    biases = [quant.biases[n] for n in names]
     return {
         "format": CHECKPOINT_FORMAT,
         "filters": model.filters,
@@ -311,7 +306,19 @@ def to_checkpoint(model: CompressedENet) -> dict:
         "bits": quant.bits,
         "input": _type_dict(quant.input),
         "activations": {name: _type_dict(t) for name, t in quant.activations.items()},
-        "convs": convs,
+        "convs": {
+            n: {"weight_type": _type_dict(w), "bias_type": _type_dict(b)}
+            for n, w, b in zip(names, weights, biases, strict=True)
+        },  # fmt: skip
+        "weight_codes": torch.cat(
+            [
+                w.to_codes(modules[n].weight.data).flatten()
+                for n, w in zip(names, weights, strict=True)
+            ]
+        ).to(_code_dtype(weights)),  # fmt: skip
+        "bias_codes": torch.cat(
+            [b.to_codes(modules[n].bias.data).flatten() for n, b in zip(names, biases, strict=True)]
+        ).to(_code_dtype(biases)),  # fmt: skip
     }
 
 
@@ -321,15 +328,24 @@ def from_checkpoint(state: dict) -> CompressedENet:
         raise ValueError(f"not a CompressedENet checkpoint of format {CHECKPOINT_FORMAT}")
     model = CompressedENet(state["filters"], state["n_classes"], tuple(state["stage_blocks"]),
                            batchnorm=False)  # fmt: skip
-    modules = dict(model.named_modules())
-    if set(state["convs"]) != set(model.conv_names()):
+    modules, names = dict(model.named_modules()), model.conv_names()
+    sizes = [(modules[n].weight.numel(), modules[n].bias.numel()) for n in names]
+    if list(state["convs"]) != names or (
+        len(state["weight_codes"]),
+        len(state["bias_codes"]),
+    ) != tuple(map(sum, zip(*sizes, strict=True))):
         raise ValueError("the checkpoint's convs do not match its architecture")
     quant = Quantization(state["bits"], FixedType(**state["input"]))
     quant.activations = {name: FixedType(**t) for name, t in state["activations"].items()}
-    for name, conv in state["convs"].items():
+    w_at = b_at = 0
+    for name, (n_w, n_b) in zip(names, sizes, strict=True):
+        conv = state["convs"][name]
         weight, bias = FixedType(**conv["weight_type"]), FixedType(**conv["bias_type"])
         quant.weights[name], quant.biases[name] = weight, bias
-        modules[name].weight.data = conv["weight"].double().mul(weight.step).float()
-        modules[name].bias.data = conv["bias"].double().mul(bias.step).float()
+        module = modules[name]
+        codes = state["weight_codes"][w_at : w_at + n_w].double()
+        module.weight.data = codes.mul(weight.step).float().reshape(module.weight.shape)
+        module.bias.data = state["bias_codes"][b_at : b_at + n_b].double().mul(bias.step).float()
+        w_at, b_at = w_at + n_w, b_at + n_b
     model.set_quantization(quant)
     return model.eval()

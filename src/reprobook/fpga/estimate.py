@@ -136,7 +136,12 @@ def estimate(
 
 # -- the generated project ------------------------------------------------------------------------
 
-FIFO_SRL_MAX_BITS = 1024  # rule of thumb: a FIFO this small goes to shift registers, not BRAM
+# A FIFO of at most FIFO_SRL_MAX_BITS bits, or at most FIFO_SRL_MAX_DEPTH words deep, goes to
+# shift registers rather than BRAM: the defaults of Vitis HLS's automatic choice
+# (config_storage fifo -auto_srl_max_bits 1024 -auto_srl_max_depth 2, UG1399); a rule of thumb
+# for the Vivado HLS this design targets.
+FIFO_SRL_MAX_BITS = 1024
+FIFO_SRL_MAX_DEPTH = 2
 BRAM36_BITS = 36 * 1024  # one BRAM36: 1,024 words of 36 bits (or 512 of 72)
 LUT_MULT_MAX_BITS = 10  # rule of thumb: a product of operands this narrow goes to LUTs, not DSPs
 SRL_WORDS_PER_LUT = 32  # a shift-register FIFO: one LUT (SRLC32E) per bit of its word per 32 words
@@ -161,7 +166,7 @@ def project_streams(hls_model) -> list[dict]:
 
 def _fifo_bram36(stream: dict) -> int:
     bits = stream["depth"] * stream["channels"] * stream["bits"]
-    if bits <= FIFO_SRL_MAX_BITS:
+    if bits <= FIFO_SRL_MAX_BITS or stream["depth"] <= FIFO_SRL_MAX_DEPTH:
         return 0
     word = stream["channels"] * stream["bits"]
     return math.ceil(word / 36) * math.ceil(stream["depth"] / 1024)
@@ -177,9 +182,9 @@ def project_estimate(hls_model) -> dict[str, float]:
       (an upper bound, as Vivado may still map some of them to LUTs);
     - an adder of the accumulator's width per multiplier (one LUT per bit);
     - BRAM36 for the weights (``parameters * bits``), the line buffers (``(k - 1)`` input rows
-      per conv) and every FIFO above ``FIFO_SRL_MAX_BITS`` bits (``ceil(word / 36)`` blocks per
-      1,024 words); smaller FIFOs go to shift registers, one LUT per bit of their word per
-      ``SRL_WORDS_PER_LUT`` words.
+      per conv) and every FIFO above ``FIFO_SRL_MAX_BITS`` bits and ``FIFO_SRL_MAX_DEPTH``
+      words (``ceil(word / 36)`` blocks per 1,024 words); the other FIFOs go to shift
+      registers, one LUT per bit of their word per ``SRL_WORDS_PER_LUT`` words.
 
     The thresholds are rules of thumb; only synthesis gives the real numbers."""
     multipliers = dsp = lut = 0

@@ -63,6 +63,12 @@ def _graph(hls_model) -> list[dict]:
         if kind != "Input":
             entry["in_hw"] = _shape(layer.get_input_variable())
         entry["out_hw"] = _shape(layer.get_output_variable())
+        if (
+            kind in _WINDOWED
+            and layer.get_attr("conv_implementation", "LineBuffer") != "LineBuffer"
+        ):
+            raise ValueError(f"layer {layer.name!r}: the FIFO model follows the line-buffer "
+                             "implementation of convs and pools only")  # fmt: skip
         if kind in _WINDOWED:
             pads = ("pad_top", "pad_left", "pad_bottom", "pad_right")
             if any(layer.get_attr(p, 0) for p in pads):

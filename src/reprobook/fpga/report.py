@@ -459,4 +459,5 @@ def _resource_numbers(metrics: dict) -> dict[str, str]:
         "fifo_slack": str(fifo.SLACK),
         "rule_lut_bits": str(estimate.LUT_MULT_MAX_BITS),
         "rule_srl_bits": f"{estimate.FIFO_SRL_MAX_BITS:,}",
+        "rule_srl_depth": str(estimate.FIFO_SRL_MAX_DEPTH),
     }
