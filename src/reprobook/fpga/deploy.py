@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from reprobook import chapters
-from reprobook.fpga import board, enet, fifo, hls, scenes, training
+from reprobook.fpga import board, enet, fifo, hls, scenes, study
 
 SETTINGS = ("reuse_factor", "clock_period_ns", "hls_types", "fifo_depths")
 RUN_SCRIPT = '''"""Run the packaged ENet on the ZCU102 (PYNQ): latency at batch 1 and 10, and
@@ -150,16 +150,11 @@ def package(
     settings = {k: meta[k] for k in SETTINGS} | chosen
     model, images = models[model_key], test_images(meta, cityscapes_dir)
     project = Path(out_dir) / model_key
-    hls_model = hls.convert(
-        model, tuple(images.shape[2:]), project, reuse_factor=settings["reuse_factor"],
-        backend="VivadoAccelerator", clock_period_ns=settings["clock_period_ns"],
-        types=settings["hls_types"], fifo_depths=settings["fifo_depths"],
+    row, csim, hls_model = study.bit_accuracy(
+        model, images, project, settings["reuse_factor"], settings["clock_period_ns"],
+        settings["hls_types"], settings["fifo_depths"],
     )  # fmt: skip
-    hls.compile_csim(hls_model)
-    csim = hls.csim_predict(hls_model, images, model.n_classes)
-    reference = training.predict_logits(model, images, dtype=torch.float64).double()
-    agreement = float((csim.argmax(1) == reference.argmax(1)).double().mean())
-    error = float((csim - reference).abs().max())
+    agreement, error = row["argmax_agreement"], row["max_abs_error"]
     if error > 0:
         raise RuntimeError(
             f"the C simulation of {model_key} is not bit-exact with the quantized model "

@@ -151,6 +151,7 @@ def occupancy(hls_model) -> dict[str, int]:
       to the last): it holds what the design writes before the last input word."""
     layers = _graph(hls_model)
     producers = {name: layer for layer in layers for name in layer["outputs"]}
+    by_name = {layer["name"]: layer for layer in layers}
     held = {name: 0 for name in producers}
     for merge in layers:
         if merge["kind"] not in ("Merge", "Concatenate"):
@@ -160,7 +161,7 @@ def occupancy(hls_model) -> dict[str, int]:
         )
         if fork_a != fork_b:
             raise ValueError(f"the inputs of {merge['name']!r} come from different clones")
-        words = math.prod(next(lay for lay in layers if lay["name"] == fork_a)["out_hw"])
+        words = math.prod(by_name[fork_a]["out_hw"])
         written = []
         for path in (path_a, path_b):
             count = np.arange(words + 1)  # words the clone has written to this path
